@@ -1,0 +1,5 @@
+"""Orchestrion: warehouse-native customer journey orchestration."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""The storage ports: what the stages may ask of storage. Backends live in store/<backend>/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrion.collect.event import NormalizedEvent, QuarantinedEvent
+from orchestrion.store.capabilities import Capabilities
+
+
+@dataclass
+class IngestBatch:
+    """The outcome of one ingestion request, written in one transaction with its neighbours."""
+
+    events: list[NormalizedEvent] = field(default_factory=list)
+    quarantined: list[QuarantinedEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    accepted: int
+    deduplicated: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id: int
+    source: str
+    kind: str
+    batch_index: int
+    message_id: str | None
+    event: str | None
+    reasons: list[dict[str, str]]
+    raw: Any
+    received_at: dt.datetime
+
+
+class EventStore(Protocol):
+    """The event log with its dedup keys, the quarantine and the landing views."""
+
+    capabilities: Capabilities
+
+    def migrate(self, *, via_migrations: bool = False, upto: int | None = None) -> None:
+        """Bring the schema to the current version (fresh install, or migrations from an older one)."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def append(self, batches: Sequence[IngestBatch]) -> list[AppendOutcome]:
+        """Store every batch in one transaction; a (source, messageId) already stored is counted, not stored."""
+        ...
+
+    def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
+        """Run one read-only statement; QueryRejected on anything else."""
+        ...
+
+    def pending_quarantine(self, *, source: str | None = None, limit: int = 10_000) -> list[QuarantineRow]: ...
+
+    def mark_replayed(self, ids: Sequence[int], at: dt.datetime) -> None: ...
+
+    def prune_dedup(self, older_than: dt.datetime) -> int:
+        """Forget dedup keys received before `older_than`; returns how many."""
+        ...
+
+    def describe_schema(self) -> dict[str, list[tuple[str, str]]]:
+        """Every table and view with its (column, type) pairs: for migration tests and `orchestrion sql`."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable when the backend does not answer."""
+        ...
+
+    def close(self) -> None: ...
