@@ -193,6 +193,6 @@ def find_workspace(start: Path, env: dict[str, str] | None = None, allow_dev: bo
     """The workspace of `start`, else (when allowed) a dev workspace there."""
     if (start / WORKSPACE_FILE).exists():
         return load_workspace(start, env)
-    if allow_dev:
+    if allow_dev or (start / DATA_DIR / "dev-workspace.json").exists():
         return dev_workspace(start, env)
     raise ConfigError(f"{start}: no {WORKSPACE_FILE} here; run `orchestrion init` or cd into a workspace")

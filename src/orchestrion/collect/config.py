@@ -36,7 +36,6 @@ class CollectConfig(BaseModel):
     max_request_bytes: int = Field(default=4_000_000, ge=1024, le=64_000_000)
     max_event_bytes: int = Field(default=32 * 1024, ge=1024)
     max_nesting_depth: int = Field(default=32, ge=4, le=256)
-    max_batch_events: int = Field(default=2500, ge=1)
     dedup_window: dt.timedelta = dt.timedelta(days=7)
 
     @field_validator("dedup_window", mode="before")

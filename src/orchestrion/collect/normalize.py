@@ -102,9 +102,7 @@ def normalize(item: Any, meta: RequestMeta) -> NormalizedEvent | list[Problem]:
         )
     event_type = item.get("type")
     if event_type not in EVENT_TYPES:
-        problems.append(
-            Problem("Unknown-Type", "/type", f"type {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
-        )
+        problems.append(Problem("Unknown-Type", "/type", f"type {event_type!r} is not one of {', '.join(EVENT_TYPES)}"))
     for name in _OBJECT_FIELDS:
         value = item.get(name)
         if value is not None and not isinstance(value, dict):
@@ -115,9 +113,8 @@ def normalize(item: Any, meta: RequestMeta) -> NormalizedEvent | list[Problem]:
     if ids["userId"] is None and ids["anonymousId"] is None:
         problems.append(Problem("Required-Missing", "/userId", "event has neither userId nor anonymousId"))
     event_name = item.get("event")
-    if event_type == "track":
-        if not isinstance(event_name, str) or not event_name.strip():
-            problems.append(Problem("Required-Missing", "/event", "a track call needs a non-empty string 'event'"))
+    if event_type == "track" and (not isinstance(event_name, str) or not event_name.strip()):
+        problems.append(Problem("Required-Missing", "/event", "a track call needs a non-empty string 'event'"))
     if event_type == "alias" and ids["previousId"] is None:
         problems.append(Problem("Required-Missing", "/previousId", "an alias call needs 'previousId'"))
     if event_type == "group" and ids["groupId"] is None:

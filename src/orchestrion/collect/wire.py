@@ -47,7 +47,7 @@ class DecodedRequest:
 
 def basic_auth_user(authorization: str | None) -> str | None:
     """The username of an HTTP Basic header (the write key), or None when there is none."""
-    if not authorization or not authorization[:6].lower() == "basic ":
+    if not authorization or authorization[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")

@@ -133,7 +133,9 @@ def json_type(value: Any) -> str | None:
     return "json"
 
 
-def _flatten(prefix_path: str, prefix_col: str, obj: dict[str, Any], depth: int, out: list[tuple[str, str, str]]) -> None:
+def _flatten(
+    prefix_path: str, prefix_col: str, obj: dict[str, Any], depth: int, out: list[tuple[str, str, str]]
+) -> None:
     for key, value in obj.items():
         if not isinstance(key, str) or not _SAFE_KEY.match(key):
             continue
@@ -182,7 +184,9 @@ def merge_type(old: str, new: str) -> str:
 
 
 def _extract(path: str, data_type: str) -> str:
-    json_path = "$." + ".".join(f'"{part}"' if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part) else part for part in path.split("."))
+    json_path = "$." + ".".join(
+        f'"{part}"' if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part) else part for part in path.split(".")
+    )
     if data_type == "json":
         return f"json_extract(payload, '{json_path}')"
     text = f"json_extract_string(payload, '{json_path}')"

@@ -65,6 +65,10 @@ class EventStore(Protocol):
         """Run one read-only statement; QueryRejected on anything else."""
         ...
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        """Run product SQL written in DuckDB's dialect with `?` placeholders, transpiled for this backend."""
+        ...
+
     def pending_quarantine(self, *, source: str | None = None, limit: int = 10_000) -> list[QuarantineRow]: ...
 
     def mark_replayed(self, ids: Sequence[int], at: dt.datetime) -> None: ...
@@ -75,6 +79,14 @@ class EventStore(Protocol):
 
     def describe_schema(self) -> dict[str, list[tuple[str, str]]]:
         """Every table and view with its (column, type) pairs: for migration tests and `orchestrion sql`."""
+        ...
+
+    def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        """The plan versions recorded as in force: (type, name, version) -> JSON Schema."""
+        ...
+
+    def record_contracts(self, contracts: Sequence[tuple[str, str, int, str, dict[str, Any]]]) -> None:
+        """Record (type, name, version, hash, schema) as in force (insert or replace)."""
         ...
 
     def ping(self) -> None:

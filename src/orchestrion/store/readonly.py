@@ -7,7 +7,17 @@ from sqlglot import exp
 
 from orchestrion.errors import QueryRejected
 
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Merge, exp.Command, exp.Copy)
+_WRITES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Merge,
+    exp.Command,
+    exp.Copy,
+)
 
 
 def check_read_only(sql: str, dialect: str) -> None:

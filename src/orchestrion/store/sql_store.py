@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -35,12 +35,22 @@ _EVENT_COLUMNS = (
     "payload",
 )
 _EVENT_TYPES = ("text",) * 6 + ("timestamptz",) * 4 + ("json",)
-_QUARANTINE_COLUMNS = ("source", "kind", "batch_index", "message_id", "event", "reasons", "raw", "received_at")
+_QUARANTINE_COLUMNS = (
+    "source",
+    "kind",
+    "batch_index",
+    "message_id",
+    "event",
+    "reasons",
+    "raw",
+    "received_at",
+)
 _QUARANTINE_TYPES = ("text", "text", "int", "text", "text", "json", "json", "timestamptz")
 
 
 class Cursor(Protocol):
-    description: Any
+    @property
+    def description(self) -> Any: ...
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any: ...
 
@@ -170,9 +180,7 @@ class SqlEventStore(ABC):
             if stored:
                 events = [e for _, e in stored]
                 cur.execute(
-                    self._sql(
-                        f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) {self._bulk_rows(_EVENT_TYPES)}"
-                    ),
+                    self._sql(f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) {self._bulk_rows(_EVENT_TYPES)}"),
                     [
                         [e.source for e in events],
                         [e.message_id for e in events],
@@ -292,13 +300,26 @@ class SqlEventStore(ABC):
                 if tables is not None and table not in tables:
                     continue
                 cur.execute(f"DROP VIEW IF EXISTS {table}")
-                sql = landing.view_sql(table, event_type, by_table.get(table, []) if names or event_type != "track" else [], names)
+                sql = landing.view_sql(
+                    table,
+                    event_type,
+                    by_table.get(table, []) if names or event_type != "track" else [],
+                    names,
+                )
                 self._run_script(cur, sql)
 
     # -- reads -----------------------------------------------------------------------------------
     def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
         check_read_only(sql, self.capabilities.sql_dialect)
         return self._run_query(sql, max_rows)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        (statement,) = transpile(sql, self.capabilities.sql_dialect)
+        with self._read() as cur:
+            cur.execute(statement, list(params))
+            columns = [d[0] for d in cur.description or []]
+            rows = cur.fetchall()
+        return QueryResult(columns=columns, rows=[tuple(r) for r in rows])
 
     @abstractmethod
     def _run_query(self, sql: str, max_rows: int) -> QueryResult: ...
@@ -340,12 +361,26 @@ class SqlEventStore(ABC):
                 [at, *ids],
             )
 
+    def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        with self._read() as cur:
+            cur.execute("SELECT event_type, name, version, CAST(definition AS VARCHAR) FROM contract_versions")
+            rows = cur.fetchall()
+        return {(r[0], r[1], int(r[2])): orjson.loads(r[3]) for r in rows}
+
+    def record_contracts(self, contracts: Sequence[tuple[str, str, int, str, dict[str, Any]]]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with self._transaction() as cur:
+            for event_type, name, version, digest, schema in contracts:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO contract_versions VALUES (%s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (event_type, name, version) DO UPDATE SET schema_hash = excluded.schema_hash, "
+                        "definition = excluded.definition, recorded_at = excluded.recorded_at"
+                    ),
+                    [event_type, name, version, digest, _dumps(schema), now],
+                )
+
     def prune_dedup(self, older_than: dt.datetime) -> int:
         with self._transaction() as cur:
             cur.execute(self._sql("DELETE FROM message_ids WHERE received_at < %s RETURNING 1"), [older_than])
             return len(cur.fetchall())
-
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

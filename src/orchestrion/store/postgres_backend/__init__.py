@@ -44,7 +44,7 @@ class PostgresStore(SqlEventStore):
     def _transaction(self) -> Iterator[Cursor]:
         try:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield cur  # type: ignore[misc]
+                yield cur
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"PostgreSQL: {exc}") from exc
 
@@ -52,7 +52,7 @@ class PostgresStore(SqlEventStore):
     def _read(self) -> Iterator[Cursor]:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute("SET TRANSACTION READ ONLY")
-            yield cur  # type: ignore[misc]
+            yield cur
 
     def _bulk_rows(self, types: Sequence[str]) -> str:
         return "SELECT * FROM unnest(" + ", ".join(f"%s::{_TYPES[k]}[]" for k in types) + ")"

@@ -46,3 +46,12 @@ CREATE TABLE IF NOT EXISTS landing_events (
     event VARCHAR NOT NULL PRIMARY KEY,
     table_name VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contract_versions (
+    event_type VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    schema_hash VARCHAR NOT NULL,
+    definition JSON NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (event_type, name, version)
+);

@@ -1,0 +1,145 @@
+"""How a CLI command reaches a workspace: through the running server's admin API when one holds it,
+else by opening the database itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any, Protocol
+
+import httpx
+
+from orchestrion.api.server import read_server_file
+from orchestrion.collect.contracts import load_contracts
+from orchestrion.collect.quarantine import contracts_report, replay_quarantine
+from orchestrion.durations import parse_duration
+from orchestrion.errors import OrchestrionError, QueryRejected
+from orchestrion.operations import source_summaries
+from orchestrion.store import open_store
+from orchestrion.store.ports import EventStore, QueryResult
+from orchestrion.workspace import Workspace
+
+
+class WorkspaceAccess(Protocol):
+    description: str
+
+    def query(self, sql: str, max_rows: int = 10_000) -> QueryResult: ...
+
+    def sources(self) -> list[dict[str, Any]]: ...
+
+    def contracts_report(self, since: str) -> dict[str, Any]: ...
+
+    def contracts_replay(self, source: str | None, dry_run: bool) -> dict[str, Any]: ...
+
+    def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalAccess:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.store: EventStore = open_store(workspace.database_url)
+        self.description = f"local {self.store.capabilities.name}"
+
+    def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
+        return self.store.query(sql, max_rows)
+
+    def sources(self) -> list[dict[str, Any]]:
+        return source_summaries(self.workspace, self.store)
+
+    def contracts_report(self, since: str) -> dict[str, Any]:
+        start = dt.datetime.now(dt.UTC) - parse_duration(since)
+        return contracts_report(self.store, start).as_dict()
+
+    def contracts_replay(self, source: str | None, dry_run: bool) -> dict[str, Any]:
+        contracts = load_contracts(self.workspace.contracts_dir)
+        return replay_quarantine(
+            self.store,
+            contracts,
+            self.workspace.config.sources,
+            source=source,
+            dry_run=dry_run,
+            max_event_bytes=self.workspace.config.collect.max_event_bytes,
+        ).as_dict()
+
+    def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        return self.store.recorded_contracts()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class RemoteAccess:
+    def __init__(self, url: str, token: str) -> None:
+        self.description = f"server at {url}"
+        self._client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise OrchestrionError(f"the server did not answer {path}: {exc}") from exc
+        if response.status_code == 400:
+            raise QueryRejected(response.json().get("message", response.text))
+        if response.status_code >= 300:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise OrchestrionError(f"{path}: HTTP {response.status_code}: {message}")
+        return response.json()
+
+    def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
+        body = self._call("POST", "/api/query", json={"sql": sql, "max_rows": max_rows})
+        return QueryResult(columns=body["columns"], rows=[tuple(r) for r in body["rows"]], truncated=body["truncated"])
+
+    def sources(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/api/sources")
+        return result
+
+    def contracts_report(self, since: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/api/contracts/report", params={"since": since})
+        return result
+
+    def contracts_replay(self, source: str | None, dry_run: bool) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", "/api/contracts/replay", json={"source": source, "dry_run": dry_run}
+        )
+        return result
+
+    def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
+        rows = self._call("GET", "/api/contracts/recorded")
+        return {(r["type"], r["name"], int(r["version"])): r["schema"] for r in rows}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def running_server(workspace: Workspace) -> tuple[str, str] | None:
+    """(url, admin token) of a live server of this workspace, else None (a stale file is ignored)."""
+    info = read_server_file(workspace)
+    if not info:
+        return None
+    pid = info.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    try:
+        response = httpx.get(f"{info['url']}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    return str(info["url"]), str(info.get("admin_token") or workspace.admin_token)
+
+
+def connect(workspace: Workspace) -> WorkspaceAccess:
+    found = running_server(workspace)
+    if found is not None:
+        return RemoteAccess(*found)
+    return LocalAccess(workspace)
