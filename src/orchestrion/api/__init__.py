@@ -1,0 +1,1 @@
+"""The HTTP face: ingestion, SDK config, admin API, health and metrics."""

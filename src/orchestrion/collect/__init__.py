@@ -1,0 +1,1 @@
+"""Collect: the Segment/RudderStack-compatible gateway, data contracts, normalization and dedup."""

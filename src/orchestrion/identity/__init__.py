@@ -1,0 +1,1 @@
+"""Consolidate: identity graph, canonical profiles, consent and erasure."""
