@@ -68,20 +68,26 @@ class ServerProcess:
                 self.kill()
 
     def restart(self) -> ServerProcess:
+        """Stop (if still running) and start again on the same workspace, port and database.
+
+        Updates this object in place (and returns it), so whoever tracks it for teardown stops the new process.
+        """
         self.stop()
-        return launch(self.root, self.port, self.env, self.admin_token, self.extra_args)
+        fresh = launch(self.root, self.port, self.env, self.admin_token, self.extra_args)
+        self.process, self.log_path = fresh.process, fresh.log_path
+        return self
 
 
 def launch(root: Path, port: int, env: dict[str, str], token: str, extra_args: list[str]) -> ServerProcess:
     log_path = root / f"server-{time.time_ns()}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrion.cli", "serve", "--port", str(port), *extra_args],
-        cwd=root,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    with log_path.open("wb") as log_file:  # the child keeps its own descriptor; ours must not leak
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrion.cli", "serve", "--port", str(port), *extra_args],
+            cwd=root,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from orchestrion.store import open_store
 from orchestrion.workspace import Workspace
 
 SERVER_FILE = "server.json"
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: object) -> None:
+    # uvicorn drains and shuts down on SIGTERM, then re-raises the signal: leave through our `finally`
+    # blocks (server.json removed, store closed) with status 0 instead of dying from the default action.
+    raise SystemExit(0)
 
 
 def server_file(workspace: Workspace) -> Path:
@@ -90,9 +97,11 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080, log_l
             timeout_graceful_shutdown=10,
             server_header=False,
         )
+        previous = signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
         try:
             uvicorn.Server(config).run()
         finally:
+            signal.signal(signal.SIGTERM, previous)
             info = read_server_file(workspace)
             if info and info.get("pid") == os.getpid():
                 info_path.unlink(missing_ok=True)
