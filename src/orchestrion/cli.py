@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrion import __version__
@@ -31,7 +32,8 @@ WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="worksp
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote user values ("[/x]" would be read as markup); soft_wrap: one line per error
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -139,13 +141,13 @@ def validate(workspace: WorkspaceOption = Path(".")) -> None:
         finally:
             access.close()
     except OrchestrionError as exc:
-        errors.print(f"[yellow]note:[/] {exc}")
+        errors.print(f"[yellow]note:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     report = validate_workspace(ws, recorded)
     for note in report.notes:
         console.print(f"  {note}")
     if not report.ok:
         for error in report.errors:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]workspace is valid[/]")
 
@@ -154,8 +156,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return "[dim]NULL[/]"
     if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
+        return escape(json.dumps(value, default=str))
+    return escape(str(value))  # data, not markup
 
 
 @app.command()
@@ -190,12 +192,12 @@ def contracts_report(
     report = _with_access(workspace, lambda access: access.contracts_report(since))
     table = Table("event", "violation", "source", "count", title=f"Violations on stored events (last {since})")
     for row in report["violations"]:
-        table.add_row(row["event"], row["type"], row["source"], f"{row['count']:,}")
+        table.add_row(escape(row["event"]), row["type"], row["source"], f"{row['count']:,}")
     console.print(table)
     kept = Table("event", "reason", "source", "kind", "replayed", "count", title=f"Quarantined (last {since})")
     for row in report["quarantined"]:
         kept.add_row(
-            row["event"],
+            escape(row["event"]),
             row["type"],
             row["source"],
             row["kind"],

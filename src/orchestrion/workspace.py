@@ -114,6 +114,14 @@ def interpolate_env(value: Any, where: str, env: dict[str, str]) -> Any:
     return value
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where (PyYAML's own text spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def _format_validation(path: Path, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -148,7 +156,7 @@ def load_workspace(root: Path, env: dict[str, str] | None = None) -> Workspace:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path.name}: not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path.name}: the top level must be a mapping (name:, sources:, ...)")
     raw = interpolate_env(raw, path.name, env)

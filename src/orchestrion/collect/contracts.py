@@ -29,6 +29,7 @@ from jsonschema.protocols import Validator
 from orchestrion.collect.config import ContractMode
 from orchestrion.collect.event import NormalizedEvent, Problem
 from orchestrion.errors import ConfigError
+from orchestrion.workspace import yaml_problem
 
 CONTRACT_TYPES = ("track", "identify", "page", "screen", "group")
 
@@ -140,8 +141,13 @@ def _requested_version(payload: dict[str, Any]) -> int | None:
     return None
 
 
+def _escape(part: Any) -> str:
+    """One JSON pointer segment (RFC 6901): `~` and `/` escaped, so omit can find the key again."""
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
 def _pointer(prefix: str, path: Any) -> str:
-    return prefix + "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+    return prefix + "".join("/" + _escape(part) for part in path)
 
 
 def _problems(validator: Validator, instance: Any, prefix: str) -> list[Problem]:
@@ -150,7 +156,7 @@ def _problems(validator: Validator, instance: Any, prefix: str) -> list[Problem]
         where = _pointer(prefix, error.absolute_path)
         if error.validator == "required":
             missing = error.message.split("'")[1] if "'" in error.message else "?"
-            found.append(Problem("Required-Missing", f"{where}/{missing}", error.message))
+            found.append(Problem("Required-Missing", f"{where}/{_escape(missing)}", error.message))
         elif error.validator == "type":
             found.append(Problem("Datatype-Mismatch", where, error.message))
         elif error.validator in ("additionalProperties", "unevaluatedProperties"):
@@ -158,7 +164,9 @@ def _problems(validator: Validator, instance: Any, prefix: str) -> list[Problem]
             extras = [k for k in (error.instance or {}) if k not in allowed] if isinstance(error.instance, dict) else []
             for extra in extras or ["?"]:
                 found.append(
-                    Problem("Additional-Properties", f"{where}/{extra}", f"property {extra!r} is not in the plan")
+                    Problem(
+                        "Additional-Properties", f"{where}/{_escape(extra)}", f"property {extra!r} is not in the plan"
+                    )
                 )
         else:
             found.append(Problem("Unknown-Violation", where, error.message))
@@ -198,7 +206,7 @@ def load_contracts(folder: Path) -> ContractSet:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+            raise ConfigError(f"{where}: not valid YAML: {yaml_problem(exc)}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: the top level must be a mapping with 'events:'")
         unknown = set(raw) - {"mode", "events", "common", "description"}

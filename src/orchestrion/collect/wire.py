@@ -71,8 +71,38 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
+# JSON leaves: skipped by a set lookup, cheaper than isinstance on the ~50 values of every event.
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+# Up to this limit the walk recurses (never deeper than the limit, so hostile input cannot exhaust the
+# stack); configured limits are at most a few hundred, larger ones take the iterative walk.
+_RECURSION_SAFE_LIMIT = 400
+
+
 def nesting_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when objects/arrays nest deeper than `limit` (iterative: no recursion on hostile input)."""
+    """True when objects/arrays nest deeper than `limit` (the top-level value is at depth 1)."""
+    if limit <= _RECURSION_SAFE_LIMIT:
+        return _deeper_than(value, 1, limit)
+    return _deeper_than_iterative(value, limit)
+
+
+def _deeper_than(node: Any, depth: int, limit: int) -> bool:
+    if depth > limit:
+        return True
+    if isinstance(node, dict):
+        children: Any = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return False
+    for child in children:
+        if type(child) in _LEAF_TYPES:
+            continue
+        if isinstance(child, dict | list) and _deeper_than(child, depth + 1, limit):
+            return True
+    return False
+
+
+def _deeper_than_iterative(value: Any, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -85,8 +115,12 @@ def nesting_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def parse_body(body: bytes, max_depth: int) -> dict[str, Any]:
-    """Parse JSON whatever the Content-Type; the top level must be an object."""
+def parse_body(body: bytes, max_depth: int, wrapper_levels: int = 2) -> dict[str, Any]:
+    """Parse JSON whatever the Content-Type; the top level must be an object.
+
+    `wrapper_levels` is how deep the events sit: 2 in a batch (the body and its `batch` array), 0 when the
+    body is the event itself, so the same event meets the same limit on every route.
+    """
     if not body.strip():
         raise RequestRejected(400, "request body is empty; send a JSON object")
     try:
@@ -95,17 +129,35 @@ def parse_body(body: bytes, max_depth: int) -> dict[str, Any]:
         reason = str(exc)
         if "utf-8" in reason.lower() or "surrogates" in reason.lower():
             raise RequestRejected(400, "request body is not valid UTF-8; encode JSON as UTF-8") from exc
-        if "recursion" in reason.lower():
+        if "recursion" in reason.lower() or "depth limit" in reason.lower():
             raise RequestRejected(
                 400, f"JSON nests deeper than the {max_depth}-level limit; flatten the properties"
             ) from exc
         raise RequestRejected(400, f"request body is not valid JSON: {reason}") from exc
     if not isinstance(parsed, dict):
         raise RequestRejected(400, f"request body must be a JSON object, not {type(parsed).__name__}")
-    # +2: the batch wrapper and the array around the events do not count against the event's own depth.
-    if nesting_depth_exceeds(parsed, max_depth + 2):
+    # The batch wrapper and the array around the events do not count against the event's own depth.
+    if nesting_depth_exceeds(parsed, max_depth + wrapper_levels):
         raise RequestRejected(400, f"JSON nests deeper than the {max_depth}-level limit; flatten the properties")
+    if b"\\u0000" in body:  # rare: the walk is paid only when a NUL may be there
+        parsed = {without_nul(key): without_nul(value) for key, value in parsed.items()}
     return parsed
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character removed from its strings and keys.
+
+    PostgreSQL text cannot hold a NUL (a batch holding one would fail to commit, and its `->>` cannot
+    extract one), and a NUL is never meaningful in an event: it is dropped, the same on every backend.
+    Called after the depth check, so the recursion is bounded.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def decode_request(
@@ -124,7 +176,7 @@ def decode_request(
         body = gunzip(body, max_request_bytes)
     elif content_encoding and content_encoding.strip().lower() not in ("identity", ""):
         raise RequestRejected(415, f"Content-Encoding {content_encoding!r} is not supported; use gzip or none")
-    parsed = parse_body(body, max_depth)
+    parsed = parse_body(body, max_depth, wrapper_levels=2 if route in BATCH_ROUTES else 0)
     body_key = parsed.get("writeKey")
     write_key = header_key or (body_key if isinstance(body_key, str) and body_key else None) or query_write_key
     if not write_key:

@@ -150,7 +150,11 @@ def _flatten(
 
 
 def discover(event: NormalizedEvent) -> tuple[str, list[tuple[str, str, str]]]:
-    """The landing view an event feeds and the (column, path, type) triples its payload carries."""
+    """The landing view an event feeds and the (column, path, type) triples its payload carries.
+
+    `sql_store.landing_shape` summarizes exactly the fields read here (to skip events already recorded):
+    reading another field here means adding it there.
+    """
     payload = event.payload
     out: list[tuple[str, str, str]] = []
     if event.type == "track":
@@ -162,7 +166,9 @@ def discover(event: NormalizedEvent) -> tuple[str, list[tuple[str, str, str]]]:
         table = STANDARD_TABLES[event.type]
         context_traits = (payload.get("context") or {}).get("traits")
         if isinstance(context_traits, dict):
-            _flatten("context.traits", "", context_traits, 1, out)
+            # RudderStack's identify sends traits only in context.traits, Segment's at the top: an identify
+            # column is recorded under `traits.*` and its view reads either place (see `view_sql`).
+            _flatten("traits" if event.type == "identify" else "context.traits", "", context_traits, 1, out)
         traits = payload.get("traits")
         if isinstance(traits, dict):
             _flatten("traits", "", traits, 1, out)
@@ -223,7 +229,10 @@ def view_sql(table_name: str, event_type: str, columns: list[LandingColumn], eve
         if name in taken:
             continue
         taken.add(name)
-        select.append(f"{_extract(col.json_path, col.data_type)} AS {name}")
+        value = _extract(col.json_path, col.data_type)
+        if event_type == "identify" and col.json_path.startswith("traits."):
+            value = f"coalesce({value}, {_extract('context.' + col.json_path, col.data_type)})"
+        select.append(f"{value} AS {name}")
     where = f"type = '{event_type}'"
     if events is not None:
         quoted = ", ".join("'" + e.replace("'", "''") + "'" for e in sorted(events))

@@ -17,7 +17,12 @@ _WRITES = (
     exp.Merge,
     exp.Command,
     exp.Copy,
+    exp.Into,
 )
+# Functions that write although they sit in a SELECT. PostgreSQL refuses them in its read-only transaction;
+# DuckDB has no read-only transaction on a writing connection, so the gate must (setval would rewind
+# events_seq, the order the pipeline reads events in).
+_WRITING_FUNCTIONS = frozenset({"nextval", "setval"})
 
 
 def check_read_only(sql: str, dialect: str) -> None:
@@ -37,3 +42,5 @@ def check_read_only(sql: str, dialect: str) -> None:
     for node in statement.walk():
         if isinstance(node, _WRITES):
             raise QueryRejected(f"only read queries are allowed; found {node.key.upper()} inside the query")
+        if isinstance(node, exp.Anonymous) and str(node.name).lower() in _WRITING_FUNCTIONS:
+            raise QueryRejected(f"only read queries are allowed; {node.name}() changes a sequence")
