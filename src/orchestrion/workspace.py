@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from orchestrion.collect.config import CollectConfig, SourceConfig
 from orchestrion.errors import ConfigError
+from orchestrion.identity.config import IdentityConfig
+from orchestrion.identity.consent_config import ConsentConfig
 
 WORKSPACE_FILE = "orchestrion.yml"
 DATA_DIR = ".orchestrion"
@@ -49,6 +51,8 @@ class WorkspaceConfig(BaseModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     collect: CollectConfig = Field(default_factory=CollectConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> WorkspaceConfig:

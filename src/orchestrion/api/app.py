@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion import __version__
-from orchestrion.api import admin, health, ingest, sdk_config
+from orchestrion.api import admin, health, ingest, pipeline_status, profiles, sdk_config
 from orchestrion.api.cors import BrowserCORSMiddleware
 from orchestrion.api.responses import error_json
 from orchestrion.clock import Clock, SystemClock
@@ -24,8 +24,9 @@ from orchestrion.collect.contracts import ContractSet, load_contracts
 from orchestrion.collect.gateway import Gateway
 from orchestrion.observe.metrics import Metrics
 from orchestrion.operations import contracts_to_record
+from orchestrion.pipeline import build_processing
 from orchestrion.store.group_commit import GroupCommitWriter
-from orchestrion.store.ports import EventStore
+from orchestrion.store.ports import Store
 from orchestrion.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ async def _prune_dedup_keys(app: FastAPI) -> None:
 
 def create_app(
     workspace: Workspace,
-    store: EventStore,
+    store: Store,
     *,
     clock: Clock | None = None,
     contracts: ContractSet | None = None,
@@ -86,11 +87,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        writer = GroupCommitWriter(store, threads=store.capabilities.writer_threads)
+        processing = await asyncio.to_thread(build_processing, store, workspace)
+        app.state.processing = processing
+        writer = GroupCommitWriter(
+            store, threads=store.capabilities.writer_threads, on_commit=processing.conductor.wake
+        )
         app.state.writer = writer
         app.state.gateway = Gateway(workspace, contracts, writer, metrics, clock)
         store.record_contracts(contracts_to_record(contracts))
         pruner = asyncio.create_task(_prune_dedup_keys(app))
+        processing.conductor.start()
         if on_started is not None:
             on_started()
         try:
@@ -100,6 +106,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
             await asyncio.to_thread(writer.close)
+            await asyncio.to_thread(processing.conductor.stop)
 
     app = FastAPI(
         title="Orchestrion",
@@ -114,6 +121,8 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(sdk_config.router)
     app.include_router(admin.router)
+    app.include_router(profiles.router)
+    app.include_router(pipeline_status.router)
     app.include_router(health.router)
 
     @app.exception_handler(StarletteHTTPException)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from orchestrion.errors import ConfigError
-from orchestrion.store.ports import EventStore
+from orchestrion.store.ports import Store
 
 
-def open_store(url: str, *, read_only: bool = False, migrate: bool = True) -> EventStore:
+def open_store(url: str, *, read_only: bool = False, migrate: bool = True) -> Store:
     """Open (and by default migrate) the backend a URL names; drivers are imported lazily."""
-    store: EventStore
+    store: Store
     if url.startswith("duckdb:///"):
         from orchestrion.store.duckdb_backend import DuckDBStore
 

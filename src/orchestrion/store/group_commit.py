@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from orchestrion.store.ports import AppendOutcome, EventStore, IngestBatch
@@ -18,8 +19,16 @@ _STOP = object()
 
 
 class GroupCommitWriter:
-    def __init__(self, store: EventStore, *, threads: int = 1, max_group: int = 64) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        threads: int = 1,
+        max_group: int = 64,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
+        self._on_commit = on_commit
         self._queue: queue.Queue[object] = queue.Queue()
         self._max_group = max_group
         self._threads = [
@@ -74,3 +83,5 @@ class GroupCommitWriter:
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
             future.set_result(outcome)
+        if self._on_commit is not None and any(o.accepted for o in outcomes):
+            self._on_commit()

@@ -9,6 +9,16 @@ from typing import Any, Protocol
 
 from orchestrion.collect.event import NormalizedEvent, QuarantinedEvent
 from orchestrion.store.capabilities import Capabilities
+from orchestrion.store.profile_rows import (
+    ConsentRow,
+    GraphRow,
+    LinkRow,
+    MergeRow,
+    ProcessingStep,
+    ProfileRow,
+    RefusalRow,
+    UnlinkRow,
+)
 
 
 @dataclass
@@ -24,6 +34,14 @@ class AppendOutcome:
     accepted: int
     deduplicated: int
     quarantined: int
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event read back from the log with its position (`seq`, increasing in commit order per writer)."""
+
+    seq: int
+    event: NormalizedEvent
 
 
 @dataclass(frozen=True)
@@ -94,3 +112,59 @@ class EventStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ProfileStore(Protocol):
+    """The identity graph, profiles, consent history, erasure and audit (see profiles_sql.py)."""
+
+    def read_events_after(self, position: int, limit: int = 1000) -> list[StoredEvent]: ...
+
+    def processing_position(self, name: str) -> int: ...
+
+    def events_by_keys(self, keys: list[tuple[str, str]]) -> list[StoredEvent]: ...
+
+    def commit_processing(self, step: ProcessingStep) -> None: ...
+
+    def identity_records(self) -> tuple[list[LinkRow], list[UnlinkRow]]: ...
+
+    def canonical_profile(self, profile_id: str) -> str | None: ...
+
+    def profile_for_identifier(self, identifier_type: str, value: str) -> str | None: ...
+
+    def merged_into(self, profile_id: str) -> list[MergeRow]: ...
+
+    def graph_of(self, profile_id: str) -> list[GraphRow]: ...
+
+    def profile_row(self, profile_id: str) -> ProfileRow | None: ...
+
+    def profile_rows(self, profile_ids: Sequence[str]) -> list[ProfileRow]: ...
+
+    def refusals_of(self, profile_ids: Sequence[str]) -> list[RefusalRow]: ...
+
+    def consent_rows(self, profile_ids: Sequence[str]) -> list[ConsentRow]: ...
+
+    def timeline_rows(
+        self, profile_ids: Sequence[str], limit: int, before: tuple[dt.datetime, int] | None
+    ) -> list[tuple[int, dt.datetime, str, str | None, str, str, str]]: ...
+
+    def event_seqs_of(self, profile_ids: Sequence[str]) -> list[int]: ...
+
+    def workspace_secret(self, name: str) -> str: ...
+
+    def tombstones(self) -> set[str]: ...
+
+    def audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None: ...
+
+    def erase_profile(
+        self,
+        *,
+        profile_ids: Sequence[str],
+        identifiers: Sequence[tuple[str, str]],
+        tombstones: Sequence[str],
+        erasure_id: str,
+        actor: str,
+    ) -> dict[str, int]: ...
+
+
+class Store(EventStore, ProfileStore, Protocol):
+    """Everything a backend provides."""

@@ -55,3 +55,94 @@ CREATE TABLE IF NOT EXISTS contract_versions (
     recorded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (event_type, name, version)
 );
+CREATE TABLE IF NOT EXISTS process_checkpoints (
+    name VARCHAR NOT NULL PRIMARY KEY,
+    position BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_links (
+    seq BIGINT NOT NULL,
+    source VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    identifiers JSON NOT NULL,
+    alias JSON,
+    profile_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_unlinks (
+    unlink_id VARCHAR NOT NULL PRIMARY KEY,
+    identifier VARCHAR NOT NULL,
+    separated_from JSON NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    actor VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_graph (
+    identifier_type VARCHAR NOT NULL,
+    identifier_value VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    attached_at TIMESTAMPTZ NOT NULL,
+    message_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    PRIMARY KEY (identifier_type, identifier_value)
+);
+CREATE TABLE IF NOT EXISTS profile_merges (
+    merged_profile_id VARCHAR NOT NULL PRIMARY KEY,
+    survivor_profile_id VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    message_id VARCHAR,
+    merged_at TIMESTAMPTZ NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_refusals (
+    source VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    identifier_type VARCHAR NOT NULL,
+    identifier_value VARCHAR NOT NULL,
+    code VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    profile_id VARCHAR NOT NULL PRIMARY KEY,
+    traits JSON NOT NULL,
+    trait_provenance JSON NOT NULL,
+    first_seen TIMESTAMPTZ,
+    last_seen TIMESTAMPTZ,
+    timezone VARCHAR,
+    locale VARCHAR,
+    device_os VARCHAR,
+    country VARCHAR,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consent_changes (
+    profile_id VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    purpose VARCHAR NOT NULL,
+    granted BOOLEAN NOT NULL,
+    input VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasure_tombstones (
+    identifier_hash VARCHAR NOT NULL PRIMARY KEY,
+    erasure_id VARCHAR NOT NULL,
+    erased_at TIMESTAMPTZ NOT NULL,
+    dropped_events BIGINT NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS audit_seq;
+CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGINT NOT NULL DEFAULT nextval('audit_seq'),
+    occurred_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    target VARCHAR NOT NULL,
+    details JSON NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workspace_settings (
+    name VARCHAR NOT NULL PRIMARY KEY,
+    value VARCHAR NOT NULL
+);

@@ -1,0 +1,450 @@
+"""Profile storage on the SQL backends: identity graph, merges, profiles, consent, erasure, audit.
+
+Mixed into the SQL stores next to the event log; every write of a processing step is one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import orjson
+
+from orchestrion.store.profile_rows import (
+    ConsentRow,
+    GraphRow,
+    LinkRow,
+    MergeRow,
+    ProcessingStep,
+    ProfileRow,
+    RefusalRow,
+    UnlinkRow,
+)
+
+
+class _SqlAccess(Protocol):
+    def _read(self) -> AbstractContextManager[Any]: ...
+
+    def _transaction(self) -> AbstractContextManager[Any]: ...
+
+    def _sql(self, text: str) -> str: ...
+
+    def _bulk_rows(self, types: Sequence[str]) -> str: ...
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _in(placeholder: str = "%s", sql_type: str = "VARCHAR") -> str:
+    """`IN` over one array parameter: works on DuckDB and PostgreSQL alike."""
+    return f"IN (SELECT unnest({placeholder}::{sql_type}[]))"
+
+
+# Tables that may hold an identifier's value as text, with their text columns: erasure scrubs them.
+SCRUBBED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("payload",),
+    "quarantine": ("raw",),
+    "profiles": ("traits", "trait_provenance"),
+    "identity_links": ("identifiers", "alias"),
+    "identity_unlinks": ("separated_from",),
+}
+
+
+class ProfileSqlMixin:
+    # -- processing ------------------------------------------------------------------------------
+    def commit_processing(self: _SqlAccess, step: ProcessingStep) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with self._transaction() as cur:
+            if step.links:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO identity_links "
+                        + self._bulk_rows(("bigint", "text", "text", "timestamptz", "json", "json", "text"))
+                    ),
+                    [
+                        [r.seq for r in step.links],
+                        [r.source for r in step.links],
+                        [r.message_id for r in step.links],
+                        [r.timestamp for r in step.links],
+                        [_json(r.identifiers) for r in step.links],
+                        [_json(r.alias) if r.alias is not None else None for r in step.links],
+                        [r.profile_id for r in step.links],
+                    ],
+                )
+            for unlink in step.unlinks:
+                cur.execute(
+                    self._sql("INSERT INTO identity_unlinks VALUES (%s, %s, %s, %s, %s)"),
+                    [unlink.unlink_id, unlink.identifier, _json(unlink.separated_from), unlink.timestamp, unlink.actor],
+                )
+            for kind, value in step.graph_deletes:
+                cur.execute(
+                    self._sql("DELETE FROM identity_graph WHERE identifier_type = %s AND identifier_value = %s"),
+                    [kind, value],
+                )
+            for row in step.graph_upserts:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO identity_graph VALUES (%s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (identifier_type, identifier_value) DO UPDATE SET "
+                        "profile_id = excluded.profile_id, attached_at = excluded.attached_at, "
+                        "message_id = excluded.message_id, source = excluded.source"
+                    ),
+                    [
+                        row.identifier_type,
+                        row.identifier_value,
+                        row.profile_id,
+                        row.attached_at,
+                        row.message_id,
+                        row.source,
+                    ],
+                )
+            if step.revived:
+                cur.execute(self._sql(f"DELETE FROM profile_merges WHERE merged_profile_id {_in()}"), [step.revived])
+            for merge in step.merges:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO profile_merges VALUES (%s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (merged_profile_id) DO UPDATE SET "
+                        "survivor_profile_id = excluded.survivor_profile_id, "
+                        "reason = excluded.reason, message_id = excluded.message_id, merged_at = excluded.merged_at, "
+                        "recorded_at = excluded.recorded_at"
+                    ),
+                    [
+                        merge.merged_profile_id,
+                        merge.survivor_profile_id,
+                        merge.reason,
+                        merge.message_id,
+                        merge.merged_at,
+                        now,
+                    ],
+                )
+                # rows pointing at the merged id now point at the survivor: one hop to the canonical id
+                cur.execute(
+                    self._sql("UPDATE profile_merges SET survivor_profile_id = %s WHERE survivor_profile_id = %s"),
+                    [merge.survivor_profile_id, merge.merged_profile_id],
+                )
+            for refusal in step.refusals:
+                cur.execute(
+                    self._sql("INSERT INTO identity_refusals VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
+                    [
+                        refusal.source,
+                        refusal.message_id,
+                        refusal.identifier_type,
+                        refusal.identifier_value,
+                        refusal.code,
+                        refusal.reason,
+                        refusal.profile_id,
+                        refusal.timestamp,
+                        now,
+                    ],
+                )
+            for source, message_id, profile_id in step.retargets:
+                cur.execute(
+                    self._sql("UPDATE identity_links SET profile_id = %s WHERE source = %s AND message_id = %s"),
+                    [profile_id, source, message_id],
+                )
+            if step.deleted_profiles:
+                cur.execute(self._sql(f"DELETE FROM profiles WHERE profile_id {_in()}"), [step.deleted_profiles])
+            for profile in step.profiles:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO profiles VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
+                        "trait_provenance = excluded.trait_provenance, first_seen = excluded.first_seen, "
+                        "last_seen = excluded.last_seen, timezone = excluded.timezone, locale = excluded.locale, "
+                        "device_os = excluded.device_os, country = excluded.country, updated_at = excluded.updated_at"
+                    ),
+                    [
+                        profile.profile_id,
+                        _json(profile.traits),
+                        _json(profile.trait_provenance),
+                        profile.first_seen,
+                        profile.last_seen,
+                        profile.timezone,
+                        profile.locale,
+                        profile.device_os,
+                        profile.country,
+                        now,
+                    ],
+                )
+            for change in step.consent:
+                cur.execute(
+                    self._sql("INSERT INTO consent_changes VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
+                    [
+                        change.profile_id,
+                        change.channel,
+                        change.purpose,
+                        change.granted,
+                        change.input,
+                        change.source,
+                        change.message_id,
+                        change.timestamp,
+                        now,
+                    ],
+                )
+            if step.dropped_seqs:
+                cur.execute(self._sql(f"DELETE FROM events WHERE seq {_in(sql_type='BIGINT')}"), [step.dropped_seqs])
+            for digest, count in step.dropped_by_hash.items():
+                cur.execute(
+                    self._sql(
+                        "UPDATE erasure_tombstones SET dropped_events = dropped_events + %s WHERE identifier_hash = %s"
+                    ),
+                    [count, digest],
+                )
+            if step.checkpoint is not None and step.position is not None:
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO process_checkpoints VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                        "position = excluded.position, updated_at = excluded.updated_at"
+                    ),
+                    [step.checkpoint, step.position, now],
+                )
+
+    def identity_records(self: _SqlAccess) -> tuple[list[LinkRow], list[UnlinkRow]]:
+        with self._read() as cur:
+            cur.execute(
+                'SELECT seq, source, message_id, "timestamp", CAST(identifiers AS VARCHAR), CAST(alias AS VARCHAR), '
+                "profile_id FROM identity_links ORDER BY seq"
+            )
+            links = [
+                LinkRow(r[0], r[1], r[2], r[3], orjson.loads(r[4]), orjson.loads(r[5]) if r[5] else None, r[6])
+                for r in cur.fetchall()
+            ]
+            cur.execute(
+                'SELECT unlink_id, identifier, CAST(separated_from AS VARCHAR), "timestamp", actor '
+                "FROM identity_unlinks"
+            )
+            unlinks = [UnlinkRow(r[0], r[1], orjson.loads(r[2]), r[3], r[4]) for r in cur.fetchall()]
+        return links, unlinks
+
+    # -- reads -----------------------------------------------------------------------------------
+    def canonical_profile(self: _SqlAccess, profile_id: str) -> str | None:
+        """Follow the merge history to the live profile; None when the id was never issued."""
+        with self._read() as cur:
+            current = profile_id
+            for _ in range(64):
+                cur.execute(
+                    self._sql("SELECT survivor_profile_id FROM profile_merges WHERE merged_profile_id = %s"), [current]
+                )
+                row = cur.fetchone()
+                if row is None:
+                    break
+                current = row[0]
+            cur.execute(self._sql("SELECT 1 FROM profiles WHERE profile_id = %s"), [current])
+            if cur.fetchone() is not None:
+                return current
+            cur.execute(self._sql("SELECT 1 FROM identity_graph WHERE profile_id = %s LIMIT 1"), [current])
+            return current if cur.fetchone() is not None else None
+
+    def profile_for_identifier(self: _SqlAccess, identifier_type: str, value: str) -> str | None:
+        with self._read() as cur:
+            cur.execute(
+                self._sql("SELECT profile_id FROM identity_graph WHERE identifier_type = %s AND identifier_value = %s"),
+                [identifier_type, value],
+            )
+            row = cur.fetchone()
+        return str(row[0]) if row else None
+
+    def merged_into(self: _SqlAccess, profile_id: str) -> list[MergeRow]:
+        """Every profile id that resolves to `profile_id` (merges are kept one hop from the canonical id)."""
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT merged_profile_id, survivor_profile_id, reason, message_id, merged_at FROM profile_merges "
+                    "WHERE survivor_profile_id = %s ORDER BY merged_at"
+                ),
+                [profile_id],
+            )
+            return [MergeRow(*r) for r in cur.fetchall()]
+
+    def graph_of(self: _SqlAccess, profile_id: str) -> list[GraphRow]:
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT identifier_type, identifier_value, profile_id, attached_at, message_id, source "
+                    "FROM identity_graph WHERE profile_id = %s ORDER BY identifier_type, attached_at"
+                ),
+                [profile_id],
+            )
+            return [GraphRow(*r) for r in cur.fetchall()]
+
+    def profile_row(self: _SqlAccess, profile_id: str) -> ProfileRow | None:
+        rows = ProfileSqlMixin.profile_rows(self, [profile_id])
+        return rows[0] if rows else None
+
+    def profile_rows(self: _SqlAccess, profile_ids: Sequence[str]) -> list[ProfileRow]:
+        if not profile_ids:
+            return []
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT profile_id, CAST(traits AS VARCHAR), CAST(trait_provenance AS VARCHAR), first_seen, "
+                    f"last_seen, timezone, locale, device_os, country FROM profiles WHERE profile_id {_in()}"
+                ),
+                [list(profile_ids)],
+            )
+            return [
+                ProfileRow(r[0], orjson.loads(r[1]), orjson.loads(r[2]), r[3], r[4], r[5], r[6], r[7], r[8])
+                for r in cur.fetchall()
+            ]
+
+    def refusals_of(self: _SqlAccess, profile_ids: Sequence[str]) -> list[RefusalRow]:
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT source, message_id, identifier_type, identifier_value, code, reason, profile_id, "
+                    f'"timestamp" FROM identity_refusals WHERE profile_id {_in()} ORDER BY "timestamp"'
+                ),
+                [list(profile_ids)],
+            )
+            return [RefusalRow(*r) for r in cur.fetchall()]
+
+    def consent_rows(self: _SqlAccess, profile_ids: Sequence[str]) -> list[ConsentRow]:
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    'SELECT profile_id, channel, purpose, granted, input, source, message_id, "timestamp" '
+                    f'FROM consent_changes WHERE profile_id {_in()} ORDER BY "timestamp", message_id'
+                ),
+                [list(profile_ids)],
+            )
+            return [ConsentRow(*r) for r in cur.fetchall()]
+
+    def timeline_rows(
+        self: _SqlAccess, profile_ids: Sequence[str], limit: int, before: tuple[dt.datetime, int] | None
+    ) -> list[tuple[int, dt.datetime, str, str | None, str, str, str]]:
+        """(seq, timestamp, type, event, source, message_id, payload) newest first; `before` pages on."""
+        params: list[Any] = [list(profile_ids)]
+        where = ""
+        if before is not None:
+            where = ' AND (e."timestamp" < %s OR (e."timestamp" = %s AND e.seq < %s))'
+            params += [before[0], before[0], before[1]]
+        with self._read() as cur:
+            cur.execute(
+                self._sql(
+                    'SELECT e.seq, e."timestamp", e.type, e.event, e.source, e.message_id, CAST(e.payload AS VARCHAR) '
+                    f"FROM events e WHERE e.seq IN (SELECT seq FROM identity_links WHERE profile_id {_in()}){where} "
+                    f'ORDER BY e."timestamp" DESC, e.seq DESC LIMIT {int(limit)}'
+                ),
+                params,
+            )
+            return [tuple(r) for r in cur.fetchall()]
+
+    def event_seqs_of(self: _SqlAccess, profile_ids: Sequence[str]) -> list[int]:
+        with self._read() as cur:
+            cur.execute(self._sql(f"SELECT seq FROM identity_links WHERE profile_id {_in()}"), [list(profile_ids)])
+            return [int(r[0]) for r in cur.fetchall()]
+
+    # -- settings, audit, erasure ------------------------------------------------------------------
+    def workspace_secret(self: _SqlAccess, name: str) -> str:
+        """A random secret kept in the database (e.g. the erasure salt), created on first use."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT value FROM workspace_settings WHERE name = %s"), [name])
+            row = cur.fetchone()
+            if row:
+                return str(row[0])
+            value = secrets.token_hex(32)
+            cur.execute(
+                self._sql("INSERT INTO workspace_settings VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"), [name, value]
+            )
+            cur.execute(self._sql("SELECT value FROM workspace_settings WHERE name = %s"), [name])
+            again = cur.fetchone()
+            return str(again[0]) if again else value
+
+    def tombstones(self: _SqlAccess) -> set[str]:
+        with self._read() as cur:
+            cur.execute("SELECT identifier_hash FROM erasure_tombstones")
+            return {str(r[0]) for r in cur.fetchall()}
+
+    def audit(self: _SqlAccess, actor: str, action: str, target: str, details: dict[str, Any]) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO audit_log (occurred_at, actor, action, target, details) VALUES (%s, %s, %s, %s, %s)"
+                ),
+                [dt.datetime.now(dt.UTC), actor, action, target, _json(details)],
+            )
+
+    def erase_profile(
+        self: _SqlAccess,
+        *,
+        profile_ids: Sequence[str],
+        identifiers: Sequence[tuple[str, str]],
+        tombstones: Sequence[str],
+        erasure_id: str,
+        actor: str,
+    ) -> dict[str, int]:
+        """Delete the profile's rows and scrub its identifier values everywhere else, in one transaction."""
+        now = dt.datetime.now(dt.UTC)
+        ids = list(profile_ids)
+        counts: dict[str, int] = {}
+        with self._transaction() as cur:
+            cur.execute(self._sql(f"SELECT seq FROM identity_links WHERE profile_id {_in()}"), [ids])
+            seqs = [int(r[0]) for r in cur.fetchall()]
+            cur.execute(self._sql(f"DELETE FROM events WHERE seq {_in(sql_type='BIGINT')} RETURNING 1"), [seqs])
+            counts["events"] = len(cur.fetchall())
+            for table in ("identity_links", "identity_graph", "identity_refusals", "profiles", "consent_changes"):
+                cur.execute(self._sql(f"DELETE FROM {table} WHERE profile_id {_in()} RETURNING 1"), [ids])
+                counts[table] = len(cur.fetchall())
+            cur.execute(
+                self._sql(
+                    f"DELETE FROM profile_merges WHERE merged_profile_id {_in()} "
+                    f"OR survivor_profile_id {_in()} RETURNING 1"
+                ),
+                [ids, ids],
+            )
+            counts["profile_merges"] = len(cur.fetchall())
+            values = sorted({value for _, value in identifiers})
+            for kind, value in identifiers:
+                cur.execute(
+                    self._sql("DELETE FROM identity_graph WHERE identifier_type = %s AND identifier_value = %s"),
+                    [kind, value],
+                )
+                cur.execute(
+                    self._sql("DELETE FROM identity_refusals WHERE identifier_type = %s AND identifier_value = %s"),
+                    [kind, value],
+                )
+            scrubbed = 0
+            for value in values:
+                quoted = orjson.dumps(value).decode()
+                pattern = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                cur.execute(
+                    self._sql("DELETE FROM quarantine WHERE CAST(raw AS VARCHAR) LIKE %s ESCAPE '\\' RETURNING 1"),
+                    [pattern],
+                )
+                counts["quarantine"] = counts.get("quarantine", 0) + len(cur.fetchall())
+                for table, columns in SCRUBBED_COLUMNS.items():
+                    if table == "quarantine":
+                        continue
+                    for column in columns:
+                        cur.execute(
+                            self._sql(
+                                f"UPDATE {table} SET {column} = "
+                                f"CAST(replace(CAST({column} AS VARCHAR), %s, %s) AS JSON) "
+                                f"WHERE CAST({column} AS VARCHAR) LIKE %s ESCAPE '\\' RETURNING 1"
+                            ),
+                            [quoted, '"erased"', pattern],
+                        )
+                        scrubbed += len(cur.fetchall())
+                for column in ("user_id", "anonymous_id"):
+                    cur.execute(
+                        self._sql(f"UPDATE events SET {column} = 'erased' WHERE {column} = %s RETURNING 1"), [value]
+                    )
+                    scrubbed += len(cur.fetchall())
+            counts["scrubbed"] = scrubbed
+            for digest in tombstones:
+                cur.execute(
+                    self._sql("INSERT INTO erasure_tombstones VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING"),
+                    [digest, erasure_id, now],
+                )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO audit_log (occurred_at, actor, action, target, details) VALUES (%s, %s, %s, %s, %s)"
+                ),
+                [now, actor, "erase", erasure_id, _json({"counts": counts, "identifiers": len(identifiers)})],
+            )
+        return counts
