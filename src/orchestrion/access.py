@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -14,9 +15,13 @@ from orchestrion.collect.contracts import load_contracts
 from orchestrion.collect.quarantine import contracts_report, replay_quarantine
 from orchestrion.durations import parse_duration
 from orchestrion.errors import OrchestrionError, QueryRejected
+from orchestrion.identity.consent_store import consent_state
+from orchestrion.identity.erasure import erase
+from orchestrion.identity.lookup import find_profile, profile_document, timeline
 from orchestrion.operations import source_summaries
+from orchestrion.pipeline import Processing, build_processing
 from orchestrion.store import open_store
-from orchestrion.store.ports import EventStore, QueryResult
+from orchestrion.store.ports import QueryResult, Store
 from orchestrion.workspace import Workspace
 
 
@@ -33,14 +38,21 @@ class WorkspaceAccess(Protocol):
 
     def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]: ...
 
+    def profile(self, reference: str) -> dict[str, Any]: ...
+
+    def timeline(self, reference: str, limit: int, cursor: str | None) -> dict[str, Any]: ...
+
+    def erase(self, reference: str) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
 class LocalAccess:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.store: EventStore = open_store(workspace.database_url)
+        self.store: Store = open_store(workspace.database_url)
         self.description = f"local {self.store.capabilities.name}"
+        self._processing: Processing | None = None
 
     def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
         return self.store.query(sql, max_rows)
@@ -66,6 +78,28 @@ class LocalAccess:
     def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
         return self.store.recorded_contracts()
 
+    def _processed(self) -> Processing:
+        """Profiles are read after every stored event went through processing (no server does it now)."""
+        if self._processing is None:
+            self._processing = build_processing(self.store, self.workspace)
+            self._processing.conductor.drain(timeout=600)
+        return self._processing
+
+    def profile(self, reference: str) -> dict[str, Any]:
+        self._processed()
+        profile_id = find_profile(self.store, reference)
+        document = profile_document(self.store, profile_id)
+        document["consent"] = consent_state(self.store, profile_id, self.workspace.config.consent, None).as_json()
+        return document
+
+    def timeline(self, reference: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        self._processed()
+        return timeline(self.store, find_profile(self.store, reference), limit=limit, cursor=cursor)
+
+    def erase(self, reference: str) -> dict[str, Any]:
+        processing = self._processed()
+        return erase(processing.identity, find_profile(self.store, reference), actor="cli").as_dict()
+
     def close(self) -> None:
         self.store.close()
 
@@ -80,7 +114,7 @@ class RemoteAccess:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise OrchestrionError(f"the server did not answer {path}: {exc}") from exc
-        if response.status_code == 400:
+        if response.status_code == 400 and path == "/api/query":
             raise QueryRejected(response.json().get("message", response.text))
         if response.status_code >= 300:
             try:
@@ -106,6 +140,21 @@ class RemoteAccess:
         result: dict[str, Any] = self._call(
             "POST", "/api/contracts/replay", json={"source": source, "dry_run": dry_run}
         )
+        return result
+
+    def profile(self, reference: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/profiles/{quote(reference, safe='')}")
+        return result
+
+    def timeline(self, reference: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._call("GET", f"/api/profiles/{quote(reference, safe='')}/timeline", params=params)
+        return result
+
+    def erase(self, reference: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/api/profiles/{quote(reference, safe='')}")
         return result
 
     def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:

@@ -24,8 +24,8 @@ sources_app = typer.Typer(no_args_is_help=True, help="Event sources (write keys)
 contracts_app = typer.Typer(no_args_is_help=True, help="Data contracts: violations and quarantine replay.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(contracts_app, name="contracts")
-console = Console()
-errors = Console(stderr=True)
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 T = TypeVar("T")
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="workspace folder (default: the current one)")]
@@ -222,6 +222,92 @@ def contracts_replay(
     )
     for reason, count in sorted(result["reasons"].items()):
         console.print(f"  still failing: {reason}: {count:,}")
+
+
+@app.command()
+def profile(
+    reference: Annotated[str, typer.Argument(help="a profile id (p_...) or type:value, e.g. user_id:u1, email:a@b.c")],
+    workspace: WorkspaceOption = Path("."),
+    events: Annotated[int, typer.Option(help="how many recent events of the timeline to show")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """Show one profile: identities, traits with provenance, consent, merges and its recent events."""
+
+    def read(access: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return access.profile(reference), access.timeline(reference, events, None)
+
+    document, recent = _with_access(workspace, read)
+    if as_json:
+        sys.stdout.write(json.dumps({"profile": document, "timeline": recent}, default=str) + "\n")
+        return
+    console.print(
+        f"[bold]Profile {escape(document['profile_id'])}[/]  first seen {document['first_seen']}, "
+        f"last seen {document['last_seen']}"
+    )
+    ids = Table("identifier", "value", "attached at", "by message", "source", title="Identities")
+    for item in document["identities"]:
+        ids.add_row(
+            item["type"],
+            escape(str(item["value"])),
+            str(item["attached_at"]),
+            escape(item["message_id"]),
+            item["source"],
+        )
+    console.print(ids)
+    traits = Table("trait", "value", "set at", "by message", "source", title="Traits (last write wins)")
+    for name, item in sorted({**document["traits"], **document["maintained"]}.items()):
+        traits.add_row(
+            escape(name),
+            _cell(item["value"]),
+            str(item.get("timestamp", "")),
+            escape(str(item.get("message_id", ""))),
+            str(item.get("source", "")),
+        )
+    console.print(traits)
+    consent = Table("channel", "purpose", "granted", "because", title="Consent now")
+    for channel, purposes in document["consent"]["channels"].items():
+        for purpose, decision in purposes.items():
+            consent.add_row(channel, purpose, "yes" if decision["granted"] else "[red]no[/]", decision["reason"])
+    console.print(consent)
+    if document["merges"] or document["refusals"]:
+        history = Table("kind", "detail", "message", title="Merges and refused links")
+        for merge in document["merges"]:
+            history.add_row(
+                "merged", escape(f"{merge['merged_profile_id']}: {merge['reason']}"), escape(str(merge["message_id"]))
+            )
+        for refusal in document["refusals"]:
+            history.add_row(
+                "refused", escape(f"{refusal['identifier']}: {refusal['reason']}"), escape(refusal["message_id"])
+            )
+        console.print(history)
+    timeline = Table("time", "type", "event", "source", "message", title=f"Latest {events} events")
+    for item in recent["items"]:
+        timeline.add_row(
+            str(item["timestamp"]),
+            item["type"],
+            escape(item["event"] or ""),
+            item["source"],
+            escape(item["message_id"]),
+        )
+    console.print(timeline)
+
+
+@app.command()
+def erase(
+    reference: Annotated[str, typer.Argument(help="a profile id (p_...) or type:value, e.g. email:a@b.c")],
+    workspace: WorkspaceOption = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Erase a profile everywhere (right to be forgotten); late events for its identifiers are dropped."""
+    if not yes and not typer.confirm(f"Erase {reference} and all its events for good?"):
+        _fail("nothing erased")
+    report = _with_access(workspace, lambda access: access.erase(reference))
+    console.print(
+        f"erased profile {report['profile_id']} ({report['identifiers']} identifiers tombstoned); "
+        f"erasure id {report['erasure_id']}"
+    )
+    for table, count in sorted(report["deleted"].items()):
+        console.print(f"  {table}: {count:,}")
 
 
 def main() -> None:
