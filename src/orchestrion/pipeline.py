@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from orchestrion.identity.consent_store import EventConsentReader
 from orchestrion.identity.stage import IdentityStage
+from orchestrion.store.lease import AlwaysHeld, Lease, processing_lease
 from orchestrion.store.ports import Store, StoredEvent
 from orchestrion.workspace import Workspace
 
@@ -66,6 +67,7 @@ class Conductor:
         page_size: int = 1000,
         poll_interval: float = 0.05,
         on_failure: Callable[[], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
         self._process_page = process_page
@@ -79,13 +81,22 @@ class Conductor:
         self.processed = 0
         self.last_error: str | None = None
         self._after_failure = on_failure
+        self.lease = lease or AlwaysHeld()
+        self._leading = isinstance(self.lease, AlwaysHeld)  # state was just loaded; a lease holder reloads
 
     def wake(self) -> None:
         """New events were committed: look now instead of at the next poll."""
         self._wake.set()
 
     def run_once(self) -> int:
-        """Process at most one page; returns how many events it processed."""
+        """Process at most one page; returns how many events it processed (0 while another process leads)."""
+        if not self.lease.held():
+            self._leading = False
+            return 0
+        if not self._leading:
+            # taking over (or starting): another process may have advanced since our state was loaded
+            self._leading = True
+            self._on_failure()
         page = self.store.read_events_after(self.position, self.page_size)
         ready = self.gaps.ready(self.position, page)
         if not ready:
@@ -99,6 +110,8 @@ class Conductor:
     def drain(self, timeout: float = 30.0) -> None:
         """Process until the log is exhausted (for tests, the CLI and shutdown)."""
         deadline = time.monotonic() + timeout
+        if not self.lease.held():
+            return  # another process leads processing; what it committed is what there is to read
         while time.monotonic() < deadline:
             if self.run_once() == 0 and not self.store.read_events_after(self.position, 1):
                 return
@@ -113,6 +126,7 @@ class Conductor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.lease.release()
 
     @property
     def alive(self) -> bool:
@@ -160,5 +174,5 @@ def build_processing(store: Store, workspace: Workspace) -> Processing:
     def process_page(page: list[StoredEvent], position: int) -> None:
         store.commit_processing(identity.process(page, position, CHECKPOINT))
 
-    conductor = Conductor(store, process_page, on_failure=identity.load)
+    conductor = Conductor(store, process_page, on_failure=identity.load, lease=processing_lease(store))
     return Processing(identity=identity, consent=consent, conductor=conductor)
