@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from orchestrion.identity.consent_store import EventConsentReader
 from orchestrion.identity.stage import IdentityStage
 from orchestrion.store.lease import AlwaysHeld, Lease, processing_lease
-from orchestrion.store.ports import Store, StoredEvent
+from orchestrion.store.ports import PIPELINE_CHECKPOINT, Store, StoredEvent
 from orchestrion.workspace import Workspace
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "pipeline"
+CHECKPOINT = PIPELINE_CHECKPOINT
 
 
 @dataclass
@@ -73,7 +73,8 @@ class Conductor:
         self._process_page = process_page
         self.page_size = page_size
         self.poll_interval = poll_interval
-        self.gaps = GapTracker(final_gaps=not store.capabilities.multi_process_writers)
+        # PostgreSQL: a gap may be a transaction still committing; wait for it up to 30 s before moving on
+        self.gaps = GapTracker(final_gaps=not store.capabilities.multi_process_writers, gap_timeout=30.0)
         self.position = store.processing_position(CHECKPOINT)
         self._wake = threading.Event()
         self._stop = threading.Event()

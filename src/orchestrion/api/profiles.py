@@ -1,5 +1,9 @@
 """Profiles in the admin API: look-up, timeline, consent (read as of an instant, and the preference center),
-unmerge, and erasure."""
+unmerge, and erasure.
+
+References may contain `/` (`user_id:team/7`): routes take the rest of the path, so the ones with a suffix
+(`/timeline`, `/consent`, `/unmerge`) are declared before the bare one.
+"""
 
 from __future__ import annotations
 
@@ -49,19 +53,7 @@ def _find(request: Request, reference: str) -> str | Any:
         return error_json(400, "invalid_reference", str(exc))
 
 
-@router.get("/{reference}", summary="A profile: identities, traits with provenance, consent, merges")
-async def get_profile(request: Request, reference: str) -> Any:
-    profile_id = _find(request, reference)
-    if not isinstance(profile_id, str):
-        return profile_id
-    store = request.app.state.store
-    document = profile_document(store, profile_id)
-    config = request.app.state.workspace.config.consent
-    document["consent"] = consent_state(store, profile_id, config, None).as_json()
-    return FastJSONResponse(document)
-
-
-@router.get("/{reference}/timeline", summary="A profile's events, newest first, paginated")
+@router.get("/{reference:path}/timeline", summary="A profile's events, newest first, paginated")
 async def get_timeline(
     request: Request,
     reference: str,
@@ -77,7 +69,7 @@ async def get_timeline(
         return error_json(400, "invalid_cursor", str(exc))
 
 
-@router.get("/{reference}/consent", summary="Consent per channel and purpose, now or as of ?at=")
+@router.get("/{reference:path}/consent", summary="Consent per channel and purpose, now or as of ?at=")
 async def get_consent(
     request: Request,
     reference: str,
@@ -95,7 +87,7 @@ async def get_consent(
     return FastJSONResponse({"profile_id": profile_id, **state.as_json()})
 
 
-@router.put("/{reference}/consent", summary="Preference center: set consent per channel and purpose")
+@router.put("/{reference:path}/consent", summary="Preference center: set consent per channel and purpose")
 async def put_consent(request: Request, reference: str) -> Any:
     profile_id = _find(request, reference)
     if not isinstance(profile_id, str):
@@ -121,7 +113,7 @@ async def put_consent(request: Request, reference: str) -> Any:
     return FastJSONResponse({"profile_id": profile_id, **state.as_json()})
 
 
-@router.post("/{reference}/unmerge", summary="Detach an identifier from the profile into a profile of its own")
+@router.post("/{reference:path}/unmerge", summary="Detach an identifier from the profile into a profile of its own")
 async def unmerge(request: Request, reference: str, body: UnmergeRequest) -> Any:
     profile_id = _find(request, reference)
     if not isinstance(profile_id, str):
@@ -134,6 +126,7 @@ async def unmerge(request: Request, reference: str, body: UnmergeRequest) -> Any
     store = request.app.state.store
     stage = processing.identity
     with stage.lock:
+        stage.ensure_current()
         if stage.resolver.resolve(identifier) != profile_id:
             return error_json(
                 409, "not_on_profile", f"{identifier} is not an identifier of profile {profile_id}; nothing changed"
@@ -159,10 +152,22 @@ async def unmerge(request: Request, reference: str, body: UnmergeRequest) -> Any
     )
 
 
-@router.delete("/{reference}", summary="Erase a profile everywhere (right to be forgotten)")
+@router.delete("/{reference:path}", summary="Erase a profile everywhere (right to be forgotten)")
 async def delete_profile(request: Request, reference: str) -> Any:
     profile_id = _find(request, reference)
     if not isinstance(profile_id, str):
         return profile_id
     report = await asyncio.to_thread(erase, _processing(request).identity, profile_id, actor="admin")
     return FastJSONResponse(report.as_dict())
+
+
+@router.get("/{reference:path}", summary="A profile: identities, traits with provenance, consent, merges")
+async def get_profile(request: Request, reference: str) -> Any:
+    profile_id = _find(request, reference)
+    if not isinstance(profile_id, str):
+        return profile_id
+    store = request.app.state.store
+    document = profile_document(store, profile_id)
+    config = request.app.state.workspace.config.consent
+    document["consent"] = consent_state(store, profile_id, config, None).as_json()
+    return FastJSONResponse(document)

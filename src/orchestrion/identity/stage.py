@@ -29,6 +29,7 @@ from orchestrion.identity.identifiers import link_of
 from orchestrion.identity.links import Alias, Identifier, Link, Provenance, Unlink
 from orchestrion.identity.resolver import IdentityResolver, rebuild_all
 from orchestrion.identity.traits import ProfileTraits, TraitValue, merge_traits, observation_of, record, traits_of
+from orchestrion.store.ports import PIPELINE_CHECKPOINT as CHECKPOINT
 from orchestrion.store.ports import Store, StoredEvent
 from orchestrion.store.profile_rows import (
     ConsentRow,
@@ -64,6 +65,24 @@ def link_from_row(row: LinkRow) -> Link:
         source=row.source,
         identifiers=tuple(Identifier.parse(i) for i in row.identifiers),
         alias=alias,
+    )
+
+
+def link_row(stored: StoredEvent, link: Link, profile_id: str) -> LinkRow:
+    """The stored form of the link an event made and the profile it resolved to."""
+    event = stored.event
+    return LinkRow(
+        seq=stored.seq,
+        source=event.source,
+        message_id=event.message_id,
+        timestamp=event.timestamp,
+        identifiers=[str(i) for i in link.identifiers],
+        alias=(
+            {"target": str(link.alias.target), "candidates": [str(c) for c in link.alias.candidates]}
+            if link.alias
+            else None
+        ),
+        profile_id=profile_id,
     )
 
 
@@ -137,6 +156,8 @@ class IdentityStage:
         self.tombstones: set[str] = set()
         self._traits: dict[str, ProfileTraits] = {}
         self.dropped_erased = 0
+        self.epoch = 0  # identity epoch of the loaded state (admin changes bump it)
+        self.position = 0  # processing checkpoint the in-memory state reflects
 
     def load(self) -> None:
         """Rebuild the resolver from the stored records (start-up, and after an erasure or a failed step)."""
@@ -147,11 +168,21 @@ class IdentityStage:
             )
             self.salt = self.store.workspace_secret(ERASURE_SALT)
             self.tombstones = self.store.tombstones()
+            self.epoch = self.store.identity_epoch()
+            self.position = self.store.processing_position(CHECKPOINT)
             self._traits.clear()
+
+    def ensure_current(self) -> None:
+        """Reload when another process changed identity since (a standby acting, or acted upon, in scale-out)."""
+        with self.lock:
+            if self.store.identity_epoch() != self.epoch or self.store.processing_position(CHECKPOINT) != self.position:
+                self.load()
 
     # -- the processing step ---------------------------------------------------------------------
     def process(self, page: list[StoredEvent], position: int, checkpoint: str) -> ProcessingStep:
         with self.lock:
+            if self.store.identity_epoch() != self.epoch:
+                self.load()  # an erasure or unmerge happened through another process
             step = ProcessingStep(checkpoint=checkpoint, position=position)
             touched_identifiers: set[Identifier] = set()
             touched_profiles: set[str] = set()
@@ -162,32 +193,13 @@ class IdentityStage:
                 extraction = link_of(event, self.policy)
                 if extraction.link is None:
                     continue
-                erased = [h for h in self._hashes(extraction.link.touched()) if h in self.tombstones]
-                if erased:
-                    step.dropped_seqs.append(stored.seq)
-                    for digest in erased:
-                        step.dropped_by_hash[digest] = step.dropped_by_hash.get(digest, 0) + 1
-                    self.dropped_erased += 1
+                link = self._without_erased(extraction.link, stored, step)
+                if link is None:
                     continue
-                outcome = self.resolver.add(extraction.link)
+                outcome = self.resolver.add(link)
                 if outcome.duplicate:
                     continue
-                link = extraction.link
-                step.links.append(
-                    LinkRow(
-                        seq=stored.seq,
-                        source=event.source,
-                        message_id=event.message_id,
-                        timestamp=event.timestamp,
-                        identifiers=[str(i) for i in link.identifiers],
-                        alias=(
-                            {"target": str(link.alias.target), "candidates": [str(c) for c in link.alias.candidates]}
-                            if link.alias
-                            else None
-                        ),
-                        profile_id=outcome.profile_id,
-                    )
-                )
+                step.links.append(link_row(stored, link, outcome.profile_id))
                 self._translate(outcome.effects, step, touched_identifiers, touched_profiles, changed_traits, rebuilt)
                 current = changed_traits.get(outcome.profile_id) or self._load_traits(outcome.profile_id)
                 changed_traits[outcome.profile_id] = record(current, observation_of(event))
@@ -195,7 +207,36 @@ class IdentityStage:
                 if self.consent_of is not None:
                     step.consent.extend(self.consent_of(event, outcome.profile_id))
             self._finish(step, touched_identifiers, touched_profiles, changed_traits, rebuilt)
+            self.position = position
             return step
+
+    def _without_erased(self, link: Link, stored: StoredEvent, step: ProcessingStep) -> Link | None:
+        """The link with erased identifiers taken out; None (and the event dropped) when it is the erased person's.
+
+        An event is the erased person's when none of its other identifiers belongs to a live profile: a late event
+        from their phone is dropped and counted. The shared iPad's next event from the other owner keeps its place
+        on that owner's profile, without the erased device id.
+        """
+        if not self.tombstones:
+            return link
+        hashes = {identifier: tombstone_hash(self.salt, identifier) for identifier in link.touched()}
+        erased = {identifier for identifier, digest in hashes.items() if digest in self.tombstones}
+        if not erased:
+            return link
+        kept = tuple(i for i in link.identifiers if i not in erased)
+        if not kept or all(self.resolver.resolve(i) is None for i in kept):
+            step.dropped_seqs.append(stored.seq)
+            for identifier in erased:
+                step.dropped_by_hash[hashes[identifier]] = step.dropped_by_hash.get(hashes[identifier], 0) + 1
+            self.dropped_erased += 1
+            return None
+        alias = link.alias
+        if alias is not None:
+            candidates = tuple(c for c in alias.candidates if c not in erased)
+            alias = None if alias.target in erased or not candidates else Alias(alias.target, candidates)
+        return Link(
+            timestamp=link.timestamp, message_id=link.message_id, source=link.source, identifiers=kept, alias=alias
+        )
 
     def step_for_effects(self, effects: Iterable[Effect]) -> ProcessingStep:
         """The rows an admin action's effects change (an unmerge): graph, merges, and refolded traits."""
@@ -325,11 +366,6 @@ class IdentityStage:
             return cached
         row = self.store.profile_row(profile_id)
         return traits_from_row(row) if row is not None else ProfileTraits()
-
-    def _hashes(self, identifiers: Iterable[Identifier]) -> list[str]:
-        if not self.tombstones:
-            return []
-        return [tombstone_hash(self.salt, i) for i in identifiers]
 
     def forget_cache(self) -> None:
         with self.lock:

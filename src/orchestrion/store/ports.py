@@ -20,6 +20,8 @@ from orchestrion.store.profile_rows import (
     UnlinkRow,
 )
 
+PIPELINE_CHECKPOINT = "pipeline"  # the conductor's position in the event log (process_checkpoints.name)
+
 
 @dataclass
 class IngestBatch:
@@ -153,6 +155,8 @@ class ProfileStore(Protocol):
 
     def tombstones(self) -> set[str]: ...
 
+    def identity_epoch(self) -> int: ...
+
     def audit(self, actor: str, action: str, target: str, details: dict[str, Any]) -> None: ...
 
     def erase_profile(
@@ -160,6 +164,7 @@ class ProfileStore(Protocol):
         *,
         profile_ids: Sequence[str],
         identifiers: Sequence[tuple[str, str]],
+        forms: Sequence[str],
         tombstones: Sequence[str],
         erasure_id: str,
         actor: str,

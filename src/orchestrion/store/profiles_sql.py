@@ -44,17 +44,27 @@ def _in(placeholder: str = "%s", sql_type: str = "VARCHAR") -> str:
     return f"IN (SELECT unnest({placeholder}::{sql_type}[]))"
 
 
-# Tables that may hold an identifier's value as text, with their text columns: erasure scrubs them.
-SCRUBBED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "events": ("payload",),
-    "quarantine": ("raw",),
-    "profiles": ("traits", "trait_provenance"),
-    "identity_links": ("identifiers", "alias"),
-    "identity_unlinks": ("separated_from",),
-}
+IDENTITY_EPOCH = "identity_epoch"
+
+
+def _bump_epoch(store: _SqlAccess, cur: Any) -> None:
+    """Admin changes to identity (erasure, unmerge) bump the epoch: the processing leader reloads its graph."""
+    cur.execute(
+        store._sql(
+            "INSERT INTO workspace_settings VALUES (%s, '1') ON CONFLICT (name) DO UPDATE SET "
+            "value = CAST(CAST(workspace_settings.value AS BIGINT) + 1 AS VARCHAR)"
+        ),
+        [IDENTITY_EPOCH],
+    )
 
 
 class ProfileSqlMixin:
+    def identity_epoch(self: _SqlAccess) -> int:
+        with self._read() as cur:
+            cur.execute(self._sql("SELECT value FROM workspace_settings WHERE name = %s"), [IDENTITY_EPOCH])
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     # -- processing ------------------------------------------------------------------------------
     def commit_processing(self: _SqlAccess, step: ProcessingStep) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -75,6 +85,8 @@ class ProfileSqlMixin:
                         [r.profile_id for r in step.links],
                     ],
                 )
+            if step.unlinks:
+                _bump_epoch(self, cur)
             for unlink in step.unlinks:
                 cur.execute(
                     self._sql("INSERT INTO identity_unlinks VALUES (%s, %s, %s, %s, %s)"),
@@ -374,14 +386,20 @@ class ProfileSqlMixin:
         *,
         profile_ids: Sequence[str],
         identifiers: Sequence[tuple[str, str]],
+        forms: Sequence[str],
         tombstones: Sequence[str],
         erasure_id: str,
         actor: str,
     ) -> dict[str, int]:
-        """Delete the profile's rows and scrub its identifier values everywhere else, in one transaction."""
+        """Delete the profile's rows and scrub its identifiers everywhere else, in one transaction.
+
+        `forms` are every way the values were written (normalized and as sent: `Ann@Example.com`,
+        `+49 151 ...`); text columns are scrubbed case-insensitively, quarantined events carrying one are deleted.
+        """
         now = dt.datetime.now(dt.UTC)
         ids = list(profile_ids)
         counts: dict[str, int] = {}
+        erased = {f"{kind}:{value}" for kind, value in identifiers}
         with self._transaction() as cur:
             cur.execute(self._sql(f"SELECT seq FROM identity_links WHERE profile_id {_in()}"), [ids])
             seqs = [int(r[0]) for r in cur.fetchall()]
@@ -398,49 +416,46 @@ class ProfileSqlMixin:
                 [ids, ids],
             )
             counts["profile_merges"] = len(cur.fetchall())
-            values = sorted({value for _, value in identifiers})
             for kind, value in identifiers:
+                for table in ("identity_graph", "identity_refusals"):
+                    cur.execute(
+                        self._sql(f"DELETE FROM {table} WHERE identifier_type = %s AND identifier_value = %s"),
+                        [kind, value],
+                    )
+            counts["scrubbed"] = _scrub_links(self, cur, erased)
+            counts["quarantine"] = 0
+            for form in sorted(set(forms)):
+                quoted = orjson.dumps(form).decode()
+                like = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
                 cur.execute(
-                    self._sql("DELETE FROM identity_graph WHERE identifier_type = %s AND identifier_value = %s"),
-                    [kind, value],
+                    self._sql("DELETE FROM quarantine WHERE CAST(raw AS VARCHAR) ILIKE %s ESCAPE '\\' RETURNING 1"),
+                    [like],
                 )
-                cur.execute(
-                    self._sql("DELETE FROM identity_refusals WHERE identifier_type = %s AND identifier_value = %s"),
-                    [kind, value],
-                )
-            scrubbed = 0
-            for value in values:
-                quoted = orjson.dumps(value).decode()
-                pattern = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                cur.execute(
-                    self._sql("DELETE FROM quarantine WHERE CAST(raw AS VARCHAR) LIKE %s ESCAPE '\\' RETURNING 1"),
-                    [pattern],
-                )
-                counts["quarantine"] = counts.get("quarantine", 0) + len(cur.fetchall())
-                for table, columns in SCRUBBED_COLUMNS.items():
-                    if table == "quarantine":
-                        continue
-                    for column in columns:
-                        cur.execute(
-                            self._sql(
-                                f"UPDATE {table} SET {column} = "
-                                f"CAST(replace(CAST({column} AS VARCHAR), %s, %s) AS JSON) "
-                                f"WHERE CAST({column} AS VARCHAR) LIKE %s ESCAPE '\\' RETURNING 1"
-                            ),
-                            [quoted, '"erased"', pattern],
-                        )
-                        scrubbed += len(cur.fetchall())
+                counts["quarantine"] += len(cur.fetchall())
+                for table, column in (("events", "payload"), ("profiles", "traits")):
+                    cur.execute(
+                        self._sql(
+                            f"UPDATE {table} SET {column} = "
+                            f"CAST(regexp_replace(CAST({column} AS VARCHAR), %s, %s, 'gi') AS JSON) "
+                            f"WHERE CAST({column} AS VARCHAR) ILIKE %s ESCAPE '\\' RETURNING 1"
+                        ),
+                        [_regex_literal(quoted), '"erased"', like],
+                    )
+                    counts["scrubbed"] += len(cur.fetchall())
                 for column in ("user_id", "anonymous_id"):
                     cur.execute(
-                        self._sql(f"UPDATE events SET {column} = 'erased' WHERE {column} = %s RETURNING 1"), [value]
+                        self._sql(
+                            f"UPDATE events SET {column} = 'erased' WHERE lower({column}) = lower(%s) RETURNING 1"
+                        ),
+                        [form],
                     )
-                    scrubbed += len(cur.fetchall())
-            counts["scrubbed"] = scrubbed
+                    counts["scrubbed"] += len(cur.fetchall())
             for digest in tombstones:
                 cur.execute(
                     self._sql("INSERT INTO erasure_tombstones VALUES (%s, %s, %s, 0) ON CONFLICT DO NOTHING"),
                     [digest, erasure_id, now],
                 )
+            _bump_epoch(self, cur)
             cur.execute(
                 self._sql(
                     "INSERT INTO audit_log (occurred_at, actor, action, target, details) VALUES (%s, %s, %s, %s, %s)"
@@ -448,3 +463,53 @@ class ProfileSqlMixin:
                 [now, actor, "erase", erasure_id, _json({"counts": counts, "identifiers": len(identifiers)})],
             )
         return counts
+
+
+_REGEX_SPECIAL = set(".^$*+?{}[]\\|()")
+
+
+def _regex_literal(text: str) -> str:
+    """`text` as a regular expression matching itself (the same escapes work in DuckDB's RE2 and PostgreSQL)."""
+    return "".join("\\" + ch if ch in _REGEX_SPECIAL else ch for ch in text)
+
+
+def _scrub_links(store: _SqlAccess, cur: Any, erased: set[str]) -> int:
+    """Remove erased identifiers from other people's link records (a shared device) and admin unlinks."""
+    changed = 0
+    for identifier in sorted(erased):
+        quoted = orjson.dumps(identifier).decode()
+        like = "%" + quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        cur.execute(
+            store._sql(
+                "SELECT seq, CAST(identifiers AS VARCHAR), CAST(alias AS VARCHAR) FROM identity_links "
+                "WHERE CAST(identifiers AS VARCHAR) LIKE %s ESCAPE '\\' OR CAST(alias AS VARCHAR) LIKE %s ESCAPE '\\'"
+            ),
+            [like, like],
+        )
+        for seq, raw_ids, raw_alias in cur.fetchall():
+            kept = [i for i in orjson.loads(raw_ids) if i not in erased]
+            alias = orjson.loads(raw_alias) if raw_alias else None
+            if alias is not None:
+                candidates = [c for c in alias["candidates"] if c not in erased]
+                alias = None if alias["target"] in erased or not candidates else {**alias, "candidates": candidates}
+            if kept:
+                cur.execute(
+                    store._sql("UPDATE identity_links SET identifiers = %s, alias = %s WHERE seq = %s"),
+                    [_json(kept), _json(alias) if alias is not None else None, seq],
+                )
+            else:
+                cur.execute(store._sql("DELETE FROM identity_links WHERE seq = %s"), [seq])
+            changed += 1
+        cur.execute(store._sql("SELECT unlink_id, identifier, CAST(separated_from AS VARCHAR) FROM identity_unlinks"))
+        for unlink_id, target, raw_from in cur.fetchall():
+            separated = [i for i in orjson.loads(raw_from) if i not in erased]
+            if target in erased or not separated:
+                cur.execute(store._sql("DELETE FROM identity_unlinks WHERE unlink_id = %s"), [unlink_id])
+                changed += 1
+            elif len(separated) != len(orjson.loads(raw_from)):
+                cur.execute(
+                    store._sql("UPDATE identity_unlinks SET separated_from = %s WHERE unlink_id = %s"),
+                    [_json(separated), unlink_id],
+                )
+                changed += 1
+    return changed
