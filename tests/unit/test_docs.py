@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from orchestrion.api import admin, health, ingest, sdk_config
+from orchestrion.api import admin, health, ingest, pipeline_status, profiles, sdk_config
 from orchestrion.cli import app as cli_app
 from orchestrion.workspace import WorkspaceConfig
 
@@ -49,6 +50,21 @@ def _leaf_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str
         yield f"{prefix}{name}", prefix.rstrip("."), _render(info.get_default(call_default_factory=True))
 
 
+def _map_entry_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, str | None]]:
+    """The fields of models held in maps (`identity.identifiers.*.limit`): each map has its own section, `.*`."""
+    for name, info in model.model_fields.items():
+        nested = _nested_model(info.annotation)
+        if nested is not None:
+            inner, is_list = nested
+            yield from _map_entry_fields(inner, f"{prefix}{name}{'[]' if is_list else ''}.")
+        elif typing.get_origin(info.annotation) is dict:
+            _, value_type = typing.get_args(info.annotation)
+            entry = _nested_model(value_type)
+            if entry is not None:
+                inner, is_list = entry
+                yield from _leaf_fields(inner, f"{prefix}{name}.*{'[]' if is_list else ''}.")
+
+
 def _render(value: object) -> str | None:
     if value is PydanticUndefined:
         return None
@@ -63,7 +79,23 @@ def _render(value: object) -> str | None:
         return f"{days}d" if not seconds else f"{int(value.total_seconds())}s"
     if isinstance(value, list):
         return "[]" if not value else str(value)
+    if isinstance(value, dict):  # a map of settings: as one would write it in orchestrion.yml
+        return "{}" if not value else _yaml_flow(value)
     return str(value)
+
+
+def _yaml_flow(value: dict[str, object]) -> str:
+    """`{user_id: {priority: 1, limit: 1}, ...}`: models show the fields that differ from their own defaults."""
+
+    def plain(item: object) -> object:
+        if isinstance(item, BaseModel):
+            return item.model_dump(mode="json", exclude_defaults=True)
+        if isinstance(item, dict):
+            return {key: plain(inner) for key, inner in item.items()}
+        return item
+
+    text: str = yaml.safe_dump(plain(value), default_flow_style=True, sort_keys=False, width=100_000)
+    return text.strip()
 
 
 def _table_rows(text: str) -> dict[str, str]:
@@ -79,6 +111,7 @@ def _section(heading: str) -> str:
 
 
 SETTINGS = list(_leaf_fields(WorkspaceConfig))
+MAP_ENTRY_SETTINGS = list(_map_entry_fields(WorkspaceConfig))
 
 
 @pytest.mark.parametrize(("path", "section", "default"), SETTINGS, ids=[s[0] for s in SETTINGS])
@@ -92,6 +125,13 @@ def test_every_setting_is_in_the_configuration_reference_with_its_default(
     assert expected in row, f"docs/configuration.md: `{path}` should show its default {expected}: {row}"
 
 
+@pytest.mark.parametrize(("path", "section", "default"), MAP_ENTRY_SETTINGS, ids=[s[0] for s in MAP_ENTRY_SETTINGS])
+def test_every_map_entry_setting_is_in_the_configuration_reference_with_its_default(
+    path: str, section: str, default: str | None
+) -> None:
+    test_every_setting_is_in_the_configuration_reference_with_its_default(path, section, default)
+
+
 @pytest.mark.parametrize(("path", "section", "default"), SETTINGS, ids=[s[0] for s in SETTINGS])
 def test_every_setting_is_in_the_readme_with_its_default(path: str, section: str, default: str | None) -> None:
     row = _table_rows(README).get(path)
@@ -102,7 +142,14 @@ def test_every_setting_is_in_the_readme_with_its_default(path: str, section: str
 
 def _routes() -> set[str]:
     paths = set()
-    for router in (ingest.router, sdk_config.router, admin.router, health.router):
+    for router in (
+        ingest.router,
+        sdk_config.router,
+        admin.router,
+        profiles.router,
+        pipeline_status.router,
+        health.router,
+    ):
         for route in router.routes:
             path = getattr(route, "path", "")
             if getattr(route, "include_in_schema", True):

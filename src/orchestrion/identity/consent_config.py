@@ -230,7 +230,7 @@ class ConsentConfig(BaseModel):
             "identify traits (see trait_events) read as consent, by exact trait name. Merged over the built-in "
             "mapping (marketing_opt_in → email marketing, sms_opt_in → sms marketing, unsubscribed → every "
             "channel's marketing, inverted, opt-out only); `name: null` removes a built-in entry. Accepted values: "
-            "booleans and the words of `consent.TRUE_WORDS` / `consent.FALSE_WORDS`; others are ignored and reported."
+            "booleans and the words of `consent.TRUE_WORDS` / `consent.FALSE_WORDS`; others are ignored (not recorded)."
         ),
     )
     trait_events: Literal["identify", "all"] = Field(
