@@ -397,6 +397,28 @@ def test_a_late_batch_from_a_known_person_needs_no_replay() -> None:
     assert resolver.stats.replays == 1 and resolver.resolve(uid("ann")) == ann
 
 
+def test_a_late_event_is_judged_by_the_profile_as_it_was_at_its_time() -> None:
+    policy = IdentityConfig.model_validate({"identifiers": {"email": {"limit": 2}}}).policy()
+    first = make_event("e1", 0, "identify", user_id="ann", traits={"email": "one@example.com"})
+    third = make_event("e3", 10, "identify", user_id="ann", traits={"email": "three@example.com"})
+    second = make_event("e2", 5, "identify", user_id="ann", traits={"email": "two@example.com"})  # arrives last
+    resolver = IdentityResolver(policy)
+    outcomes = [resolver.add(link) for link in links([first, third, second], policy)]
+    # at minute 5 Ann had one address, so the second one fits; the third, made later, is the one over the limit
+    ann = outcomes[0].profile_id
+    assert resolver.resolve(email("two@example.com")) == ann
+    assert resolver.resolve(email("three@example.com")) is None
+    assert resolver.graph.partition() == rebuild_all(links([first, second, third], policy), policy).graph.partition()
+    # once that is settled, a late repeat of the refused address is refused again without a replay
+    replays = resolver.stats.replays
+    (again,) = links([make_event("e4", 7, "identify", user_id="ann", traits={"email": "three@example.com"})], policy)
+    outcome = resolver.add(again)
+    assert [(e.identifier, e.code) for e in outcome.effects if isinstance(e, LinkRefused)] == [
+        (email("three@example.com"), LIMIT)
+    ]
+    assert (resolver.stats.replays, resolver.stats.late_no_ops) == (replays, 1)
+
+
 def test_ties_in_time_are_broken_by_message_id() -> None:
     a = make_event("m-b", 5, user_id="ann", anonymous_id="x")
     b = make_event("m-a", 5, anonymous_id="x", context={"device": {"id": "d"}})

@@ -133,24 +133,9 @@ class IdentityGraph:
         """The record that attached this identifier to its profile."""
         return self._attached.get(identifier)
 
-    def together_before(self, identifiers: Iterable[Identifier], key: RecordKey) -> str | None:
-        """The profile that already held all these identifiers, together, just before `key` in record order —
-        attached earlier, and no merge into it since — or None. A link of exactly these identifiers at `key`
-        changes nothing, wherever it falls in a replay."""
-        profile: str | None = None
-        for identifier in identifiers:
-            owner = self.owner_of(identifier)
-            if owner is None or (profile is not None and owner != profile):
-                return None
-            if self._attached_at[identifier] >= key:
-                return None
-            profile = owner
-        if profile is None:
-            return None
-        state = self._profiles[profile]
-        if state.created >= key or (state.last_merge is not None and state.last_merge >= key):
-            return None
-        return profile
+    def attached_key(self, identifier: Identifier) -> RecordKey | None:
+        """The key of the record that attached this identifier (for views of the past)."""
+        return self._attached_at.get(identifier)
 
     def profile_ids(self) -> list[str]:
         return sorted(self._profiles)
@@ -294,6 +279,10 @@ def _link(
     exempt_limits: bool,
     effects: list[Effect],
 ) -> str:
+    identifiers = tuple(identifiers)
+    first_owner = graph.owner_of(identifiers[0])
+    if first_owner is not None and all(graph.owner_of(i) == first_owner for i in identifiers[1:]):
+        return first_owner  # all already together on one profile (most events): nothing can change
     provenance = link.provenance
     settlement = settle(graph, identifiers, exempt_limits)
     kept = settlement.kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from orchestrion.identity.config import TYPE_NAME
 
@@ -22,9 +22,11 @@ _TYPE_NAME = re.compile(TYPE_NAME)
 RecordKey = tuple[dt.datetime, str, str, int]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Identifier:
-    """One typed, normalized identifier value: `user_id:u1`, `email:ann@example.com`."""
+class Identifier(NamedTuple):
+    """One typed, normalized identifier value: `user_id:u1`, `email:ann@example.com`.
+
+    A named tuple rather than a dataclass: identifiers are hashed and compared on every link, and tuples do that in C.
+    """
 
     type: str
     value: str

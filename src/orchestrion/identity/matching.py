@@ -11,15 +11,36 @@ a single identifier never breaches anything.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
+from orchestrion.identity.config import IdentityPolicy
 from orchestrion.identity.effects import LIMIT, PROFILE_SIZE, UNMERGED
 from orchestrion.identity.links import Identifier, RecordKey, Unlink
 
-if TYPE_CHECKING:
-    from orchestrion.identity.graph import IdentityGraph
+
+class ProfileReader(Protocol):
+    """What matching reads of a profile."""
+
+    @property
+    def profile_id(self) -> str: ...
+    @property
+    def counts(self) -> dict[str, int]: ...
+    @property
+    def identifiers(self) -> Set[Identifier]: ...
+
+
+class GraphReader(Protocol):
+    """What matching reads of the graph: the live graph, or a view of it as it was at a past key."""
+
+    @property
+    def policy(self) -> IdentityPolicy: ...
+    def owner_of(self, identifier: Identifier) -> str | None: ...
+    def oldest_first(self, profile_ids: Iterable[str]) -> Sequence[ProfileReader]: ...
+    def has_separations(self) -> bool: ...
+    def separations_touching(self, identifier: Identifier) -> Iterable[Unlink]: ...
+
 
 _NEW: Final = ""  # the holder of identifiers that no profile has yet (never a profile id)
 _Holder = Callable[[Identifier], str | None]
@@ -42,7 +63,7 @@ class Settlement:
     dropped: tuple[tuple[Identifier, Breach], ...]
 
 
-def settle(graph: IdentityGraph, identifiers: Iterable[Identifier], exempt_limits: bool = False) -> Settlement:
+def settle(graph: GraphReader, identifiers: Iterable[Identifier], exempt_limits: bool = False) -> Settlement:
     """Drop the weakest identifier taking part in a breach until the rest can be linked; `exempt_limits` skips
     the per-type limits (for alias calls), never the size cap or admin separations."""
     rank = graph.policy.rank
@@ -60,7 +81,7 @@ def settle(graph: IdentityGraph, identifiers: Iterable[Identifier], exempt_limit
     return Settlement(tuple(kept), tuple(dropped))
 
 
-def breaches_of(graph: IdentityGraph, identifiers: list[Identifier], exempt_limits: bool) -> list[Breach]:
+def breaches_of(graph: GraphReader, identifiers: list[Identifier], exempt_limits: bool) -> list[Breach]:
     """Every rule that linking `identifiers` together (merging the profiles they are on) would break."""
     owners: dict[Identifier, str] = {}
     new: list[Identifier] = []
@@ -107,7 +128,7 @@ def breaches_of(graph: IdentityGraph, identifiers: list[Identifier], exempt_limi
 
 
 def _separation_breaches(
-    graph: IdentityGraph,
+    graph: GraphReader,
     new: list[Identifier],
     matched_ids: set[str],
     pulling: Callable[[set[str]], list[Identifier]],

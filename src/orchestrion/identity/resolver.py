@@ -14,9 +14,9 @@ components never read or write the same profile, so they commute.
   no longer lives is re-pointed to where its identifiers went (`ProfileRemapped`), so any id ever handed out still
   resolves to a live profile, and the effects describe the difference to the previous state.
 
-A late link whose identifiers were all on one profile before its time (attached earlier, no merge into that profile
-since) changes nothing wherever it falls, so it skips the replay: the usual case of a delayed batch of events from a
-known person. Any other late event costs a replay of its component (the records of one person, or of the people a
+A late link that changes nothing wherever it falls — the usual case of a delayed batch of events from a known person —
+is recognised against the graph as it was at its time (`hindsight.py`) and skips the replay. Any other late event
+costs a replay of its component (the records of one person, or of the people a
 shared identifier touches); `stats` counts replays so the pipeline can report them.
 """
 
@@ -39,6 +39,7 @@ from orchestrion.identity.effects import (
     ProfilesMerged,
 )
 from orchestrion.identity.graph import IdentityGraph, apply, separation_for, unlink
+from orchestrion.identity.hindsight import quiet_outcome
 from orchestrion.identity.ledger import EffectLedger
 from orchestrion.identity.links import ADMIN_SOURCE, Identifier, Link, Provenance, Record, RecordKey, Unlink
 
@@ -55,26 +56,33 @@ class _Entry:
 
 
 class _Component:
-    __slots__ = ("entries", "identifiers", "issued", "newest")
+    __slots__ = ("entries", "identifiers", "issued", "newest", "newest_unlink")
 
     def __init__(self) -> None:
         self.identifiers: list[Identifier] = []
         self.entries: list[_Entry] = []
         self.issued: set[str] = set()  # every profile id its records ever created
         self.newest: RecordKey | None = None
+        self.newest_unlink: RecordKey | None = None
 
     def absorb(self, other: _Component) -> None:
         self.identifiers.extend(other.identifiers)
         self.entries.extend(other.entries)
         self.issued |= other.issued
-        if other.newest is not None and (self.newest is None or other.newest > self.newest):
-            self.newest = other.newest
+        self.newest = _latest(self.newest, other.newest)
+        self.newest_unlink = _latest(self.newest_unlink, other.newest_unlink)
+
+
+def _latest(a: RecordKey | None, b: RecordKey | None) -> RecordKey | None:
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
 
 
 @dataclass(slots=True)
 class ResolverStats:
     applied: int = 0  # records applied in order
-    late_no_ops: int = 0  # late links whose identifiers were already together before their time: nothing to do
+    late_no_ops: int = 0  # late links that changed nothing (decided in hindsight, no replay)
     replays: int = 0  # late records that caused a component replay
     replayed: int = 0  # records re-applied by those replays
     duplicates: int = 0  # records ignored because their (source, id) was seen with an earlier or equal key
@@ -203,12 +211,14 @@ class IdentityResolver:
             component.entries.append(entry)
         if component.newest is None or record.key > component.newest:
             component.newest = record.key
-        if late and replaced is None and isinstance(record, Link) and record.alias is None:
-            settled = self.graph.together_before(record.identifiers, record.key)
-            if settled is not None:  # a no-op wherever it falls: the replay would change nothing
+        if isinstance(record, Unlink):
+            component.newest_unlink = _latest(component.newest_unlink, record.key)
+        if late and replaced is None and isinstance(record, Link) and not self._newer_unlink(component, record.key):
+            quiet = quiet_outcome(self.graph, record)
+            if quiet is not None:  # changes nothing wherever it falls: a replay would give the same graph
                 self.stats.late_no_ops += 1
-                entry.target = settled
-                return ()
+                entry.target = quiet.profile_id
+                return quiet.effects
         if late:
             return self._replay(component, entry)
         self.stats.applied += 1
@@ -218,13 +228,18 @@ class IdentityResolver:
             effects = outcome.effects
         else:
             _, effects = unlink(self.graph, record)
-        component.issued.update(e.profile_id for e in effects if isinstance(e, ProfileCreated))
-        self._ledger.take(effects)
+        if effects:  # most events change nothing
+            component.issued.update(e.profile_id for e in effects if isinstance(e, ProfileCreated))
+            self._ledger.take(effects)
         return effects
 
     @staticmethod
     def _newer(component: _Component, key: RecordKey) -> bool:
         return component.newest is not None and component.newest > key
+
+    @staticmethod
+    def _newer_unlink(component: _Component, key: RecordKey) -> bool:
+        return component.newest_unlink is not None and component.newest_unlink > key
 
     # ---- components ----------------------------------------------------------------------------------------
 
@@ -328,8 +343,9 @@ class IdentityResolver:
         for pid in sorted(live - ledger.live):
             tell(ProfileCreated(pid, graph.state(pid).provenance))
         retired = [pid for pid in sorted(component.issued - live) if ledger.knows(pid)]
-        changed = True
-        while changed:  # fixing one merge row can break a chain through it: repeat until every row resolves right
+        # fixing one merge row can break a chain through it: repeat until every row resolves right. Each fix points
+        # a row straight at a live profile, so it stays right, and len(retired) + 1 passes always suffice.
+        for _ in range(len(retired) + 2):
             changed = False
             for pid in retired:
                 target = graph.canonical(pid)
@@ -341,6 +357,10 @@ class IdentityResolver:
                 else:
                     tell(ProfileRemapped(pid, target, "rebuilt in event-time order; its identifiers moved"))
                 changed = True
+            if not changed:
+                break
+        else:
+            raise RuntimeError("identity rebuild: merge rows do not converge; this is a bug")
 
         for identifier in identifiers:
             owner, told = graph.owner_of(identifier), ledger.owner_of(identifier)
