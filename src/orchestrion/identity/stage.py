@@ -19,6 +19,7 @@ from orchestrion.identity.effects import (
     Effect,
     IdentifierAttached,
     IdentifierDetached,
+    LinkOutcome,
     LinkRefused,
     LinkRetargeted,
     ProfileCreated,
@@ -52,20 +53,33 @@ def tombstone_hash(salt: str, identifier: Identifier) -> str:
 
 
 # -- conversions between the pure types and stored rows ------------------------------------------------
-def link_from_row(row: LinkRow) -> Link:
+def link_from_row(row: LinkRow, parse: Callable[[str], Identifier] = Identifier.parse) -> Link:
     alias = None
     if row.alias:
         alias = Alias(
-            target=Identifier.parse(row.alias["target"]),
-            candidates=tuple(Identifier.parse(c) for c in row.alias["candidates"]),
+            target=parse(row.alias["target"]),
+            candidates=tuple(parse(c) for c in row.alias["candidates"]),
         )
     return Link(
         timestamp=row.timestamp,
         message_id=row.message_id,
         source=row.source,
-        identifiers=tuple(Identifier.parse(i) for i in row.identifiers),
+        identifiers=tuple(parse(i) for i in row.identifiers),
         alias=alias,
     )
+
+
+def _parse_once() -> Callable[[str], Identifier]:
+    """`Identifier.parse` remembering its answers: a person's links repeat the same few identifiers."""
+    parsed: dict[str, Identifier] = {}
+
+    def parse(text: str) -> Identifier:
+        found = parsed.get(text)
+        if found is None:
+            found = parsed[text] = Identifier.parse(text)
+        return found
+
+    return parse
 
 
 def link_row(stored: StoredEvent, link: Link, profile_id: str) -> LinkRow:
@@ -105,11 +119,19 @@ def _provenance(raw: list[str]) -> Provenance:
 
 def profile_row(profile_id: str, traits: ProfileTraits) -> ProfileRow:
     fields = {name: item.value for name, item in traits.fields.items()}
+    stamps: dict[Provenance, list[str]] = {}  # most values of a profile come from a few events: format each once
+
+    def stamp(provenance: Provenance) -> list[str]:
+        found = stamps.get(provenance)
+        if found is None:
+            found = stamps[provenance] = _stamp(provenance)
+        return found
+
     provenance: dict[str, Any] = {
-        "traits": {name: _stamp(item.provenance) for name, item in sorted(traits.traits.items())},
-        "fields": {name: _stamp(item.provenance) for name, item in sorted(traits.fields.items())},
-        "first_seen": _stamp(traits.first_seen) if traits.first_seen else None,
-        "last_seen": _stamp(traits.last_seen) if traits.last_seen else None,
+        "traits": {name: stamp(item.provenance) for name, item in sorted(traits.traits.items())},
+        "fields": {name: stamp(item.provenance) for name, item in sorted(traits.fields.items())},
+        "first_seen": stamp(traits.first_seen) if traits.first_seen else None,
+        "last_seen": stamp(traits.last_seen) if traits.last_seen else None,
     }
     return ProfileRow(
         profile_id=profile_id,
@@ -155,6 +177,7 @@ class IdentityStage:
         self.salt = ""
         self.tombstones: set[str] = set()
         self._traits: dict[str, ProfileTraits] = {}
+        self._stored_traits: dict[str, ProfileTraits] = {}  # stored rows read ahead for the page in process
         self.dropped_erased = 0
         self.epoch = 0  # identity epoch of the loaded state (admin changes bump it)
         self.position = 0  # processing checkpoint the in-memory state reflects
@@ -163,8 +186,9 @@ class IdentityStage:
         """Rebuild the resolver from the stored records (start-up, and after an erasure or a failed step)."""
         with self.lock:
             links, unlinks = self.store.identity_records()
+            parse = _parse_once()
             self.resolver = rebuild_all(
-                (link_from_row(r) for r in links), self.policy, (unlink_from_row(u) for u in unlinks)
+                (link_from_row(r, parse) for r in links), self.policy, (unlink_from_row(u) for u in unlinks)
             )
             self.salt = self.store.workspace_secret(ERASURE_SALT)
             self.tombstones = self.store.tombstones()
@@ -188,9 +212,11 @@ class IdentityStage:
             touched_profiles: set[str] = set()
             changed_traits: dict[str, ProfileTraits] = {}
             rebuilt: set[str] = set()
+            # First resolve every event (the resolver never reads traits), then fold traits and consent in the
+            # same order: the stored traits of every profile the page touches are then read in one query.
+            resolved: list[tuple[StoredEvent, Link, LinkOutcome]] = []
             for stored in page:
-                event = stored.event
-                extraction = link_of(event, self.policy)
+                extraction = link_of(stored.event, self.policy)
                 if extraction.link is None:
                     continue
                 link = self._without_erased(extraction.link, stored, step)
@@ -200,12 +226,21 @@ class IdentityStage:
                 if outcome.duplicate:
                     continue
                 step.links.append(link_row(stored, link, outcome.profile_id))
-                self._translate(outcome.effects, step, touched_identifiers, touched_profiles, changed_traits, rebuilt)
-                current = changed_traits.get(outcome.profile_id) or self._load_traits(outcome.profile_id)
-                changed_traits[outcome.profile_id] = record(current, observation_of(event))
-                touched_identifiers.update(link.identifiers)
-                if self.consent_of is not None:
-                    step.consent.extend(self.consent_of(event, outcome.profile_id))
+                resolved.append((stored, link, outcome))
+            self._prefetch_traits(resolved)
+            try:
+                for stored, link, outcome in resolved:
+                    event = stored.event
+                    self._translate(
+                        outcome.effects, step, touched_identifiers, touched_profiles, changed_traits, rebuilt
+                    )
+                    current = changed_traits.get(outcome.profile_id) or self._load_traits(outcome.profile_id)
+                    changed_traits[outcome.profile_id] = record(current, observation_of(event))
+                    touched_identifiers.update(link.identifiers)
+                    if self.consent_of is not None:
+                        step.consent.extend(self.consent_of(event, outcome.profile_id))
+            finally:
+                self._stored_traits.clear()
             self._finish(step, touched_identifiers, touched_profiles, changed_traits, rebuilt)
             self.position = position
             return step
@@ -213,9 +248,11 @@ class IdentityStage:
     def _without_erased(self, link: Link, stored: StoredEvent, step: ProcessingStep) -> Link | None:
         """The link with erased identifiers taken out; None (and the event dropped) when it is the erased person's.
 
-        An event is the erased person's when none of its other identifiers belongs to a live profile: a late event
-        from their phone is dropped and counted. The shared iPad's next event from the other owner keeps its place
-        on that owner's profile, without the erased device id.
+        An event is the erased person's when its strongest identifier (by priority) is erased: a late event from
+        their phone is dropped and counted, also when it carries a shared device id that another live profile owns
+        (it must not land on that profile with the erased ids in its payload). The shared iPad's next event from the
+        other owner, or a new owner's first event on the erased person's old device, keeps its place, without the
+        erased device id.
         """
         if not self.tombstones:
             return link
@@ -224,7 +261,8 @@ class IdentityStage:
         if not erased:
             return link
         kept = tuple(i for i in link.identifiers if i not in erased)
-        if not kept or all(self.resolver.resolve(i) is None for i in kept):
+        strongest = min(link.identifiers, key=lambda i: (self.policy.rank(i.type), i.value))
+        if not kept or strongest in erased:
             step.dropped_seqs.append(stored.seq)
             for identifier in erased:
                 step.dropped_by_hash[hashes[identifier]] = step.dropped_by_hash.get(hashes[identifier], 0) + 1
@@ -347,23 +385,36 @@ class IdentityStage:
             step.profiles.append(profile_row(profile_id, traits))
 
     def _recompute(self, profile_ids: set[str], step: ProcessingStep) -> dict[str, ProfileTraits]:
-        """After a late event rebuilt a component, a profile's traits are refolded from its events."""
-        keys_by_profile: dict[str, list[tuple[str, str]]] = {p: [] for p in profile_ids}
-        for rec in self.resolver.records():
-            if isinstance(rec, Link):
-                owner = self.resolver.profile_of(rec.source, rec.message_id)
-                if owner in keys_by_profile:
-                    keys_by_profile[owner].append((rec.source, rec.message_id))
-        result = {}
-        for profile_id, keys in keys_by_profile.items():
-            events = [s.event for s in self.store.events_by_keys(keys)]
-            result[profile_id] = traits_of(events)
-        return result
+        """After a late event rebuilt a component, a profile's traits are refolded from its events (the events of
+        all these profiles are read at once; the resolver finds each profile's within its component)."""
+        owner_of_key = {key: profile_id for profile_id in profile_ids for key in self.resolver.messages_of(profile_id)}
+        events: dict[str, list[NormalizedEvent]] = {profile_id: [] for profile_id in profile_ids}
+        for stored in self.store.events_by_keys(list(owner_of_key)):
+            events[owner_of_key[(stored.event.source, stored.event.message_id)]].append(stored.event)
+        return {profile_id: traits_of(found) for profile_id, found in events.items()}
+
+    def _prefetch_traits(self, resolved: list[tuple[StoredEvent, Link, LinkOutcome]]) -> None:
+        """Read the stored traits of the profiles a page's outcomes name (and are not cached) in one query."""
+        wanted: set[str] = set()
+        for _, _, outcome in resolved:
+            wanted.add(outcome.profile_id)
+            for effect in outcome.effects:
+                if isinstance(effect, ProfilesMerged):
+                    wanted.update((effect.survivor, effect.merged))
+        missing = sorted(wanted.difference(self._traits))
+        if not missing:
+            return
+        self._stored_traits = dict.fromkeys(missing, ProfileTraits())
+        for row in self.store.profile_rows(missing):
+            self._stored_traits[row.profile_id] = traits_from_row(row)
 
     def _load_traits(self, profile_id: str) -> ProfileTraits:
         cached = self._traits.get(profile_id)
         if cached is not None:
             return cached
+        stored = self._stored_traits.get(profile_id)  # read for this page before any of its effects
+        if stored is not None:
+            return stored
         row = self.store.profile_row(profile_id)
         return traits_from_row(row) if row is not None else ProfileTraits()
 
