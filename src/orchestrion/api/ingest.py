@@ -66,7 +66,8 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
 
 async def ingest(request: Request, route: str) -> Response:
     gateway: Gateway = request.app.state.gateway
-    body = await read_body(request, gateway.limits.max_request_bytes)
+    with gateway.writer.preparing():  # a forming group waits for this request's body (group_commit.py)
+        body = await read_body(request, gateway.limits.max_request_bytes)
     if isinstance(body, Response):
         return body
     try:

@@ -4,6 +4,7 @@ so that CLI commands go through its admin API while it runs (DuckDB allows one w
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import signal
@@ -28,6 +29,20 @@ def _exit_after_graceful_shutdown(signum: int, frame: object) -> None:
     # uvicorn drains and shuts down on SIGTERM, then re-raises the signal: leave through our `finally`
     # blocks (server.json removed, store closed) with status 0 instead of dying from the default action.
     raise SystemExit(0)
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cycle collector off the ingestion path.
+
+    A 100-event batch allocates ~1,500 containers that live until its commit. With the default thresholds the
+    collector ran several full passes a second over every object of the process (the imported framework
+    included): a fifth of the event loop's CPU under load. Startup objects are frozen out of the collector's
+    view and young generations are collected less often; the data we allocate is acyclic and freed by
+    reference counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
 
 
 def server_file(workspace: Workspace) -> Path:
@@ -98,6 +113,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080, log_l
             server_header=False,
         )
         previous = signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
+        tune_garbage_collector()
         try:
             uvicorn.Server(config).run()
         finally:

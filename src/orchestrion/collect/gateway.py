@@ -186,18 +186,20 @@ class Gateway:
         ip: str | None,
     ) -> IngestResult:
         try:
-            source, batch, problems = self.prepare(
-                route,
-                body,
-                authorization=authorization,
-                query_write_key=query_write_key,
-                content_encoding=content_encoding,
-                ip=ip,
-            )
+            with self.writer.preparing():
+                source, batch, problems = self.prepare(
+                    route,
+                    body,
+                    authorization=authorization,
+                    query_write_key=query_write_key,
+                    content_encoding=content_encoding,
+                    ip=ip,
+                )
+                submitted = self.writer.submit(batch)
         except RequestRejected as exc:
             self.metrics.rejected_requests.labels(str(exc.status)).inc()
             raise
-        outcome: AppendOutcome = await asyncio.wrap_future(self.writer.submit(batch))
+        outcome: AppendOutcome = await asyncio.wrap_future(submitted)
         self._count(source.name, outcome, batch)
         return IngestResult(
             source=source.name,

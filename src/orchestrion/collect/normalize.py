@@ -72,9 +72,11 @@ def _parse_text(value: str) -> dt.datetime | None:
 def _identifier(item: dict[str, Any], name: str, problems: list[Problem]) -> str | None:
     """Ids may arrive as strings or numbers (stringified, as the SDKs do); other types are refused."""
     value = item.get(name)
+    if type(value) is str:  # the usual case, first
+        return value.strip() or None
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # a tuple: `str | int` allocates
         problems.append(
             Problem("Datatype-Mismatch", f"/{name}", f"{name} must be a string, not {type(value).__name__}")
         )
@@ -134,7 +136,7 @@ def normalize(item: Any, meta: RequestMeta) -> NormalizedEvent | list[Problem]:
     if event_type == "group" and ids["groupId"] is None:
         problems.append(Problem("Required-Missing", "/groupId", "a group call needs 'groupId'"))
     message_id = item.get("messageId")
-    if message_id is not None and not isinstance(message_id, str | int):
+    if message_id is not None and not isinstance(message_id, (str, int)):
         problems.append(Problem("Datatype-Mismatch", "/messageId", "messageId must be a string"))
         message_id = None
     message_id = str(message_id).strip() if message_id is not None else ""

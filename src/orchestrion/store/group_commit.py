@@ -1,7 +1,9 @@
 """Group commit: concurrent requests share one transaction (and one fsync).
 
 A request is answered only after the transaction holding its events committed, so an acknowledged
-event is durable; the cost of the commit is shared by every request that arrived meanwhile.
+event is durable; the cost of the commit is shared by every request that arrived meanwhile. A forming group
+waits a few milliseconds for requests still being read and prepared (`preparing()`), so that a burst of
+requests shares one transaction instead of a small group leaving first and the rest waiting for it.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 from orchestrion.store.ports import AppendOutcome, EventStore, IngestBatch
 
@@ -26,9 +30,13 @@ class GroupCommitWriter:
         threads: int = 1,
         max_group: int = 64,
         on_commit: Callable[[], None] | None = None,
+        linger: float = 0.003,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
+        self._linger = linger
+        self._preparing = 0
+        self._preparing_lock = threading.Lock()
         self._queue: queue.Queue[object] = queue.Queue()
         self._max_group = max_group
         self._threads = [
@@ -41,6 +49,17 @@ class GroupCommitWriter:
         future: Future[AppendOutcome] = Future()
         self._queue.put((batch, future))
         return future
+
+    @contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Around reading and preparing one request that will be submitted: groups wait for it (see module)."""
+        with self._preparing_lock:
+            self._preparing += 1
+        try:
+            yield
+        finally:
+            with self._preparing_lock:
+                self._preparing -= 1
 
     @property
     def alive(self) -> bool:
@@ -60,11 +79,18 @@ class GroupCommitWriter:
                 return
             group = [first]
             stop_after = False
+            deadline: float | None = None
             while len(group) < self._max_group:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if not self._preparing:
+                        break
+                    deadline = deadline or time.monotonic() + self._linger
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stop_after = True
                     break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +16,17 @@ from orchestrion.store.capabilities import DUCKDB
 from orchestrion.store.ports import QueryResult
 from orchestrion.store.sql_store import Cursor, SqlEventStore
 
-_TYPES = {"text": "VARCHAR", "int": "INTEGER", "timestamptz": "TIMESTAMPTZ", "json": "VARCHAR"}
+_TYPES = {
+    "text": "VARCHAR",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamptz": "TIMESTAMPTZ",
+    "json": "VARCHAR",
+}
+# json columns travel as strings holding the JSON text and are cast afterwards, which keeps the text verbatim
+# (a JSON-typed field of from_json would be re-serialized: 1.5e+300 becomes 1.5e300).
+_JSON_FIELD_TYPES = {**_TYPES, "json": "VARCHAR"}
 
 
 class DuckDBStore(SqlEventStore):
@@ -35,6 +46,11 @@ class DuckDBStore(SqlEventStore):
             ) from exc
         self._write_lock = threading.Lock()
         self._con.execute("SET TimeZone = 'UTC'")
+        # The event log only grows: vacuuming at each automatic checkpoint merges its row groups again and
+        # again, so checkpoints grew with the table (seconds each past a few hundred thousand events, stalling
+        # ingestion). Without it a checkpoint costs what was written since the last one.
+        with contextlib.suppress(duckdb.CatalogException):  # the setting exists from DuckDB 1.2 on
+            self._con.execute("SET max_vacuum_tasks = 0")
 
     @contextmanager
     def _transaction(self) -> Iterator[Cursor]:
@@ -66,6 +82,21 @@ class DuckDBStore(SqlEventStore):
             item = f"unnest(?::{_TYPES[kind]}[])"
             parts.append(f"{item}::JSON" if kind == "json" else item)
         return "SELECT " + ", ".join(parts)
+
+    def _json_rows(self, types: Sequence[str]) -> str:
+        fields = ", ".join(f'"c{i}": "{_JSON_FIELD_TYPES[kind]}"' for i, kind in enumerate(types))
+        columns = ", ".join(f"r.c{i}::JSON" if kind == "json" else f"r.c{i}" for i, kind in enumerate(types))
+        # decode(BLOB): a bytes parameter is copied as is, a str one is re-encoded and validated char by char.
+        return f"SELECT {columns} FROM (SELECT unnest(from_json(decode(?::BLOB), '[{{{fields}}}]')) AS r)"
+
+    def _json_param(self, document: bytes) -> Any:
+        return document
+
+    # DuckDB checks ON CONFLICT against the whole table (cost grows with it); a plain INSERT uses the index.
+    _dedup_optimistically = True
+
+    def _is_duplicate_key(self, exc: Exception) -> bool:
+        return isinstance(exc, duckdb.ConstraintException)
 
     def _lock_for_migration(self, cur: Cursor) -> None:
         return None  # one process owns the file

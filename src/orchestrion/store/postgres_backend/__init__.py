@@ -14,7 +14,14 @@ from orchestrion.store.capabilities import POSTGRES
 from orchestrion.store.ports import QueryResult
 from orchestrion.store.sql_store import Cursor, SqlEventStore
 
-_TYPES = {"text": "text", "int": "int", "timestamptz": "timestamptz", "json": "json"}
+_TYPES = {
+    "text": "text",
+    "int": "int",
+    "bigint": "bigint",
+    "bool": "boolean",
+    "timestamptz": "timestamptz",
+    "json": "json",
+}
 _MIGRATION_LOCK = 74_203_115  # pg_advisory_xact_lock key: one migrating process at a time
 
 
@@ -56,6 +63,14 @@ class PostgresStore(SqlEventStore):
 
     def _bulk_rows(self, types: Sequence[str]) -> str:
         return "SELECT * FROM unnest(" + ", ".join(f"%s::{_TYPES[k]}[]" for k in types) + ")"
+
+    def _json_rows(self, types: Sequence[str]) -> str:
+        fields = ", ".join(f"c{i} {'text' if kind == 'json' else _TYPES[kind]}" for i, kind in enumerate(types))
+        columns = ", ".join(f"c{i}::json" if kind == "json" else f"c{i}" for i, kind in enumerate(types))
+        return f"SELECT {columns} FROM json_to_recordset(%s::json) AS r({fields})"
+
+    def _json_param(self, document: bytes) -> Any:
+        return document.decode()
 
     def _lock_for_migration(self, cur: Cursor) -> None:
         cur.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
