@@ -101,6 +101,8 @@ class LocalAccess:
         return erase(processing.identity, find_profile(self.store, reference), actor="cli").as_dict()
 
     def close(self) -> None:
+        if self._processing is not None:
+            self._processing.conductor.lease.release()  # PostgreSQL: the lease holds a connection of its own
         self.store.close()
 
 

@@ -151,7 +151,8 @@ def _routes() -> set[str]:
         health.router,
     ):
         for route in router.routes:
-            path = getattr(route, "path", "")
+            # `{reference:path}` is documented as `{reference}`: the converter is a routing detail
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", getattr(route, "path", ""))
             if getattr(route, "include_in_schema", True):
                 paths.add(path)
     return paths
