@@ -25,7 +25,7 @@ demo: venv
 	$(RUN) python examples/fitness/demo.py
 
 bench: venv
-	$(RUN) python bench/ingest.py
+	$(RUN) python bench/ingest.py && $(RUN) python bench/identity.py && $(RUN) python bench/models.py
 
 fmt: venv
 	$(RUN) ruff check --fix src tests bench

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from orchestrion.api.server import read_server_file
+from orchestrion.clock import SystemClock
 from orchestrion.collect.contracts import load_contracts
 from orchestrion.collect.quarantine import contracts_report, replay_quarantine
 from orchestrion.durations import parse_duration
@@ -18,6 +21,7 @@ from orchestrion.errors import OrchestrionError, QueryRejected
 from orchestrion.identity.consent_store import consent_state
 from orchestrion.identity.erasure import erase
 from orchestrion.identity.lookup import find_profile, profile_document, timeline
+from orchestrion.model.refresh import models_status, run_models
 from orchestrion.operations import source_summaries
 from orchestrion.pipeline import Processing, build_processing
 from orchestrion.store import open_store
@@ -43,6 +47,17 @@ class WorkspaceAccess(Protocol):
     def timeline(self, reference: str, limit: int, cursor: str | None) -> dict[str, Any]: ...
 
     def erase(self, reference: str) -> dict[str, Any]: ...
+
+    def models_run(
+        self,
+        select: Sequence[str] | None,
+        full_refresh: bool,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Build models; `on_progress` hears each model start and finish (RunProgress.as_dict)."""
+        ...
+
+    def models_status(self) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -100,6 +115,26 @@ class LocalAccess:
         processing = self._processed()
         return erase(processing.identity, find_profile(self.store, reference), actor="cli").as_dict()
 
+    def models_run(
+        self,
+        select: Sequence[str] | None,
+        full_refresh: bool,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        self._processed()  # models join on the identity tables: bring them up to the log's head first
+        report = run_models(
+            self.store,
+            self.workspace,
+            SystemClock(),
+            select=select,
+            full_refresh=full_refresh,
+            on_progress=(lambda event: on_progress(event.as_dict())) if on_progress else None,
+        )
+        return report.as_dict()
+
+    def models_status(self) -> list[dict[str, Any]]:
+        return models_status(self.store, self.workspace, SystemClock())
+
     def close(self) -> None:
         if self._processing is not None:
             self._processing.conductor.lease.release()  # PostgreSQL: the lease holds a connection of its own
@@ -119,12 +154,16 @@ class RemoteAccess:
         if response.status_code == 400 and path == "/api/query":
             raise QueryRejected(response.json().get("message", response.text))
         if response.status_code >= 300:
-            try:
-                message = response.json().get("message", response.text)
-            except ValueError:
-                message = response.text
-            raise OrchestrionError(f"{path}: HTTP {response.status_code}: {message}")
+            self._raise(path, response)
         return response.json()
+
+    @staticmethod
+    def _raise(path: str, response: httpx.Response) -> None:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        raise OrchestrionError(f"{path}: HTTP {response.status_code}: {message}")
 
     def query(self, sql: str, max_rows: int = 10_000) -> QueryResult:
         body = self._call("POST", "/api/query", json={"sql": sql, "max_rows": max_rows})
@@ -162,6 +201,38 @@ class RemoteAccess:
     def recorded_contracts(self) -> dict[tuple[str, str, int], dict[str, Any]]:
         rows = self._call("GET", "/api/contracts/recorded")
         return {(r["type"], r["name"], int(r["version"])): r["schema"] for r in rows}
+
+    def models_run(
+        self,
+        select: Sequence[str] | None,
+        full_refresh: bool,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        body = {"select": list(select) if select else None, "full_refresh": full_refresh}
+        path = "/api/models/run"
+        try:
+            with self._client.stream("POST", path, json=body, timeout=None) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    self._raise(path, response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    item = orjson.loads(line)
+                    if item["type"] == "progress" and on_progress is not None:
+                        on_progress(item)
+                    elif item["type"] == "report":
+                        report: dict[str, Any] = item["report"]
+                        return report
+                    elif item["type"] == "error":
+                        raise OrchestrionError(f"{path}: {item['message']}")
+        except httpx.HTTPError as exc:
+            raise OrchestrionError(f"the server did not answer {path}: {exc}") from exc
+        raise OrchestrionError(f"{path}: the server ended the run without a report; see its log")
+
+    def models_status(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/api/models")
+        return result
 
     def close(self) -> None:
         self._client.close()

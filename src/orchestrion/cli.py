@@ -22,8 +22,10 @@ from orchestrion.workspace import Workspace, find_workspace
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Orchestrion: warehouse-native journeys.")
 sources_app = typer.Typer(no_args_is_help=True, help="Event sources (write keys).")
 contracts_app = typer.Typer(no_args_is_help=True, help="Data contracts: violations and quarantine replay.")
+models_app = typer.Typer(no_args_is_help=True, help="SQL models: traits, states and audiences over the warehouse.")
 app.add_typer(sources_app, name="sources")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(models_app, name="models")
 console = Console(emoji=False)
 errors = Console(stderr=True, emoji=False)
 T = TypeVar("T")
@@ -308,6 +310,39 @@ def erase(
     )
     for table, count in sorted(report["deleted"].items()):
         console.print(f"  {table}: {count:,}")
+
+
+@models_app.command("run")
+def models_run(
+    workspace: WorkspaceOption = Path("."),
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", "-s", help="NAME, NAME+ (and what reads it), +NAME (and what it reads); repeatable"),
+    ] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild incremental models whole")] = False,
+) -> None:
+    """Build models in dependency order (through the server when one runs) and show what each build did."""
+    from orchestrion.model.display import print_run_report, run_progress
+
+    with run_progress(console) as on_progress:
+        report = _with_access(workspace, lambda access: access.models_run(select, full_refresh, on_progress))
+    if not print_run_report(console, report):
+        raise typer.Exit(1)
+
+
+@models_app.command("status")
+def models_status(
+    workspace: WorkspaceOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Each model's last build, rows, duration and freshness (stale ones in red)."""
+    from orchestrion.model.display import print_status
+
+    rows = _with_access(workspace, lambda access: access.models_status())
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    print_status(console, rows)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from orchestrion.collect.config import CollectConfig, SourceConfig
 from orchestrion.errors import ConfigError
 from orchestrion.identity.config import IdentityConfig
 from orchestrion.identity.consent_config import ConsentConfig
+from orchestrion.model.config import ModelsConfig
 
 WORKSPACE_FILE = "orchestrion.yml"
 DATA_DIR = ".orchestrion"
@@ -53,6 +54,7 @@ class WorkspaceConfig(BaseModel):
     collect: CollectConfig = Field(default_factory=CollectConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> WorkspaceConfig:
@@ -88,6 +90,10 @@ class Workspace:
     @property
     def contracts_dir(self) -> Path:
         return self.root / "contracts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.config.sources:

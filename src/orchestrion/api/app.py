@@ -17,11 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion import __version__
 from orchestrion.api import admin, health, ingest, pipeline_status, profiles, sdk_config
+from orchestrion.api import models as models_api
 from orchestrion.api.cors import BrowserCORSMiddleware
 from orchestrion.api.responses import error_json
 from orchestrion.clock import Clock, SystemClock
 from orchestrion.collect.contracts import ContractSet, load_contracts
 from orchestrion.collect.gateway import Gateway
+from orchestrion.model.scheduler import ModelScheduler
 from orchestrion.observe.metrics import Metrics
 from orchestrion.operations import contracts_to_record
 from orchestrion.pipeline import build_processing
@@ -96,6 +98,8 @@ def create_app(
         app.state.gateway = Gateway(workspace, contracts, writer, metrics, clock)
         store.record_contracts(contracts_to_record(contracts))
         pruner = asyncio.create_task(_prune_dedup_keys(app))
+        scheduler = ModelScheduler(store, workspace, clock) if workspace.config.models.scheduler else None
+        refresher = asyncio.create_task(scheduler.run_forever()) if scheduler is not None else None
         processing.conductor.start()
         if on_started is not None:
             on_started()
@@ -105,6 +109,8 @@ def create_app(
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            if scheduler is not None and refresher is not None:
+                await scheduler.stop(refresher)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(processing.conductor.stop)
 
@@ -122,6 +128,7 @@ def create_app(
     app.include_router(sdk_config.router)
     app.include_router(admin.router)
     app.include_router(profiles.router)
+    app.include_router(models_api.router)
     app.include_router(pipeline_status.router)
     app.include_router(health.router)
 

@@ -53,33 +53,39 @@ def tombstone_hash(salt: str, identifier: Identifier) -> str:
 
 
 # -- conversions between the pure types and stored rows ------------------------------------------------
-def link_from_row(row: LinkRow, parse: Callable[[str], Identifier] = Identifier.parse) -> Link:
+def link_from_row(row: LinkRow, identifiers: IdentifierCache | None = None) -> Link:
+    parse = identifiers or IdentifierCache()
     alias = None
     if row.alias:
-        alias = Alias(
-            target=parse(row.alias["target"]),
-            candidates=tuple(parse(c) for c in row.alias["candidates"]),
-        )
+        alias = Alias(target=parse.one(row.alias["target"]), candidates=parse.many(row.alias["candidates"]))
     return Link(
         timestamp=row.timestamp,
         message_id=row.message_id,
         source=row.source,
-        identifiers=tuple(parse(i) for i in row.identifiers),
+        identifiers=parse.many(row.identifiers),
         alias=alias,
     )
 
 
-def _parse_once() -> Callable[[str], Identifier]:
-    """`Identifier.parse` remembering its answers: a person's links repeat the same few identifiers."""
-    parsed: dict[str, Identifier] = {}
+class IdentifierCache:
+    """`Identifier.parse` remembering its answers: a rebuild reads a person's few identifiers in many links."""
 
-    def parse(text: str) -> Identifier:
-        found = parsed.get(text)
+    def __init__(self) -> None:
+        self._one: dict[str, Identifier] = {}
+        self._many: dict[tuple[str, ...], tuple[Identifier, ...]] = {}
+
+    def one(self, text: str) -> Identifier:
+        found = self._one.get(text)
         if found is None:
-            found = parsed[text] = Identifier.parse(text)
+            found = self._one[text] = Identifier.parse(text)
         return found
 
-    return parse
+    def many(self, texts: list[str]) -> tuple[Identifier, ...]:
+        key = tuple(texts)
+        found = self._many.get(key)
+        if found is None:
+            found = self._many[key] = tuple(self.one(text) for text in texts)
+        return found
 
 
 def link_row(stored: StoredEvent, link: Link, profile_id: str) -> LinkRow:
@@ -186,9 +192,9 @@ class IdentityStage:
         """Rebuild the resolver from the stored records (start-up, and after an erasure or a failed step)."""
         with self.lock:
             links, unlinks = self.store.identity_records()
-            parse = _parse_once()
+            identifiers = IdentifierCache()
             self.resolver = rebuild_all(
-                (link_from_row(r, parse) for r in links), self.policy, (unlink_from_row(u) for u in unlinks)
+                (link_from_row(r, identifiers) for r in links), self.policy, (unlink_from_row(u) for u in unlinks)
             )
             self.salt = self.store.workspace_secret(ERASURE_SALT)
             self.tombstones = self.store.tombstones()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -18,18 +19,28 @@ class _SqlAccess(Protocol):
     def _sql(self, text: str) -> str: ...
 
 
+# Times are read as UTC wall-clock values and made aware in Python: drivers build aware datetimes from TIMESTAMPTZ
+# slowly (DuckDB: ~15 µs each, four per event), a naive one ~2 µs.
+_EVENT_COLUMNS = (
+    "seq, source, message_id, type, event, user_id, anonymous_id, "
+    + ", ".join(f"{c} AT TIME ZONE 'UTC'" for c in ('"timestamp"', "original_timestamp", "sent_at", "received_at"))
+    + ", CAST(payload AS VARCHAR)"
+)
+
+
 class EventLogSqlMixin:
     """Mixed into the SQL stores: `read_events_after` and the processing checkpoints."""
 
     def read_events_after(self: _SqlAccess, position: int, limit: int = 1000) -> list[StoredEvent]:
         with self._read() as cur:
+            # The page's last seq first, then the rows up to it: with `ORDER BY seq LIMIT` alone DuckDB decodes every
+            # later event before keeping the first `limit` (7x slower at 100k events ahead).
             cur.execute(
                 self._sql(
-                    'SELECT seq, source, message_id, type, event, user_id, anonymous_id, "timestamp", '
-                    "original_timestamp, sent_at, received_at, CAST(payload AS VARCHAR) FROM events "
-                    f"WHERE seq > %s ORDER BY seq LIMIT {int(limit)}"
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > %s AND seq <= (SELECT max(seq) FROM "
+                    f"(SELECT seq FROM events WHERE seq > %s ORDER BY seq LIMIT {int(limit)}) AS page) ORDER BY seq"
                 ),
-                [position],
+                [position, position],
             )
             rows = cur.fetchall()
         return list(_stored(rows))
@@ -55,10 +66,10 @@ def _stored(rows: list[tuple[Any, ...]]) -> Iterator[StoredEvent]:
                 event=row[4],
                 user_id=row[5],
                 anonymous_id=row[6],
-                timestamp=row[7],
-                original_timestamp=row[8],
-                sent_at=row[9],
-                received_at=row[10],
+                timestamp=row[7].replace(tzinfo=dt.UTC),
+                original_timestamp=row[8].replace(tzinfo=dt.UTC),
+                sent_at=row[9].replace(tzinfo=dt.UTC),
+                received_at=row[10].replace(tzinfo=dt.UTC),
                 payload=orjson.loads(row[11]),
             ),
         )
@@ -68,14 +79,15 @@ def events_by_keys(store: _SqlAccess, keys: list[tuple[str, str]]) -> list[Store
     """The stored events with these (source, messageId) keys, in log order."""
     if not keys:
         return []
+    unique = list(dict.fromkeys(keys))
     with store._read() as cur:
         cur.execute(
             store._sql(
-                'SELECT seq, source, message_id, type, event, user_id, anonymous_id, "timestamp", '
-                "original_timestamp, sent_at, received_at, CAST(payload AS VARCHAR) FROM events "
-                "WHERE (source || chr(31) || message_id) IN (SELECT unnest(%s::VARCHAR[])) ORDER BY seq"
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq IN (SELECT e.seq FROM events AS e JOIN "
+                "(SELECT unnest(%s::VARCHAR[]) AS source, unnest(%s::VARCHAR[]) AS message_id) AS k "
+                "ON e.source = k.source AND e.message_id = k.message_id) ORDER BY seq"
             ),
-            [[f"{source}\x1f{message_id}" for source, message_id in keys]],
+            [[source for source, _ in unique], [message_id for _, message_id in unique]],
         )
         rows = cur.fetchall()
     return list(_stored(rows))

@@ -35,6 +35,10 @@ RESERVED_NAMES = frozenset(STANDARD_TABLES.values()) | {
     "identity_graph",
     "profile_merges",
     "consent_changes",
+    "model_builds",
+    "event_profiles",
+    "audience_memberships",
+    "audience_changes",
 }
 CONTEXT_COLUMNS: tuple[tuple[str, str], ...] = tuple(
     (f"context_{path.replace('.', '_')}", f"context.{path}")

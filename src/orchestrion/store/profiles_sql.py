@@ -23,6 +23,7 @@ from orchestrion.store.profile_rows import (
     RefusalRow,
     UnlinkRow,
 )
+from orchestrion.store.step_sql import write_step
 
 
 class _SqlAccess(Protocol):
@@ -67,163 +68,26 @@ class ProfileSqlMixin:
 
     # -- processing ------------------------------------------------------------------------------
     def commit_processing(self: _SqlAccess, step: ProcessingStep) -> None:
-        now = dt.datetime.now(dt.UTC)
-        with self._transaction() as cur:
-            if step.links:
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO identity_links "
-                        + self._bulk_rows(("bigint", "text", "text", "timestamptz", "json", "json", "text"))
-                    ),
-                    [
-                        [r.seq for r in step.links],
-                        [r.source for r in step.links],
-                        [r.message_id for r in step.links],
-                        [r.timestamp for r in step.links],
-                        [_json(r.identifiers) for r in step.links],
-                        [_json(r.alias) if r.alias is not None else None for r in step.links],
-                        [r.profile_id for r in step.links],
-                    ],
-                )
-            if step.unlinks:
-                _bump_epoch(self, cur)
-            for unlink in step.unlinks:
-                cur.execute(
-                    self._sql("INSERT INTO identity_unlinks VALUES (%s, %s, %s, %s, %s)"),
-                    [unlink.unlink_id, unlink.identifier, _json(unlink.separated_from), unlink.timestamp, unlink.actor],
-                )
-            for kind, value in step.graph_deletes:
-                cur.execute(
-                    self._sql("DELETE FROM identity_graph WHERE identifier_type = %s AND identifier_value = %s"),
-                    [kind, value],
-                )
-            for row in step.graph_upserts:
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO identity_graph VALUES (%s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (identifier_type, identifier_value) DO UPDATE SET "
-                        "profile_id = excluded.profile_id, attached_at = excluded.attached_at, "
-                        "message_id = excluded.message_id, source = excluded.source"
-                    ),
-                    [
-                        row.identifier_type,
-                        row.identifier_value,
-                        row.profile_id,
-                        row.attached_at,
-                        row.message_id,
-                        row.source,
-                    ],
-                )
-            if step.revived:
-                cur.execute(self._sql(f"DELETE FROM profile_merges WHERE merged_profile_id {_in()}"), [step.revived])
-            for merge in step.merges:
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO profile_merges VALUES (%s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (merged_profile_id) DO UPDATE SET "
-                        "survivor_profile_id = excluded.survivor_profile_id, "
-                        "reason = excluded.reason, message_id = excluded.message_id, merged_at = excluded.merged_at, "
-                        "recorded_at = excluded.recorded_at"
-                    ),
-                    [
-                        merge.merged_profile_id,
-                        merge.survivor_profile_id,
-                        merge.reason,
-                        merge.message_id,
-                        merge.merged_at,
-                        now,
-                    ],
-                )
-                # rows pointing at the merged id now point at the survivor: one hop to the canonical id
-                cur.execute(
-                    self._sql("UPDATE profile_merges SET survivor_profile_id = %s WHERE survivor_profile_id = %s"),
-                    [merge.survivor_profile_id, merge.merged_profile_id],
-                )
-            for refusal in step.refusals:
-                cur.execute(
-                    self._sql("INSERT INTO identity_refusals VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
-                    [
-                        refusal.source,
-                        refusal.message_id,
-                        refusal.identifier_type,
-                        refusal.identifier_value,
-                        refusal.code,
-                        refusal.reason,
-                        refusal.profile_id,
-                        refusal.timestamp,
-                        now,
-                    ],
-                )
-            for source, message_id, profile_id in step.retargets:
-                cur.execute(
-                    self._sql("UPDATE identity_links SET profile_id = %s WHERE source = %s AND message_id = %s"),
-                    [profile_id, source, message_id],
-                )
-            if step.deleted_profiles:
-                cur.execute(self._sql(f"DELETE FROM profiles WHERE profile_id {_in()}"), [step.deleted_profiles])
-            for profile in step.profiles:
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO profiles VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (profile_id) DO UPDATE SET traits = excluded.traits, "
-                        "trait_provenance = excluded.trait_provenance, first_seen = excluded.first_seen, "
-                        "last_seen = excluded.last_seen, timezone = excluded.timezone, locale = excluded.locale, "
-                        "device_os = excluded.device_os, country = excluded.country, updated_at = excluded.updated_at"
-                    ),
-                    [
-                        profile.profile_id,
-                        _json(profile.traits),
-                        _json(profile.trait_provenance),
-                        profile.first_seen,
-                        profile.last_seen,
-                        profile.timezone,
-                        profile.locale,
-                        profile.device_os,
-                        profile.country,
-                        now,
-                    ],
-                )
-            for change in step.consent:
-                cur.execute(
-                    self._sql("INSERT INTO consent_changes VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
-                    [
-                        change.profile_id,
-                        change.channel,
-                        change.purpose,
-                        change.granted,
-                        change.input,
-                        change.source,
-                        change.message_id,
-                        change.timestamp,
-                        now,
-                    ],
-                )
-            if step.dropped_seqs:
-                cur.execute(self._sql(f"DELETE FROM events WHERE seq {_in(sql_type='BIGINT')}"), [step.dropped_seqs])
-            for digest, count in step.dropped_by_hash.items():
-                cur.execute(
-                    self._sql(
-                        "UPDATE erasure_tombstones SET dropped_events = dropped_events + %s WHERE identifier_hash = %s"
-                    ),
-                    [count, digest],
-                )
-            if step.checkpoint is not None and step.position is not None:
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO process_checkpoints VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                        "position = excluded.position, updated_at = excluded.updated_at"
-                    ),
-                    [step.checkpoint, step.position, now],
-                )
+        write_step(self, step, _bump_epoch)  # type: ignore[arg-type]  # the SQL stores have every hook it needs
 
     def identity_records(self: _SqlAccess) -> tuple[list[LinkRow], list[UnlinkRow]]:
         with self._read() as cur:
+            # the time as UTC wall-clock, made aware here: drivers build aware datetimes slowly (a rebuild reads all)
             cur.execute(
-                'SELECT seq, source, message_id, "timestamp", CAST(identifiers AS VARCHAR), CAST(alias AS VARCHAR), '
-                "profile_id FROM identity_links ORDER BY seq"
+                "SELECT seq, source, message_id, \"timestamp\" AT TIME ZONE 'UTC', CAST(identifiers AS VARCHAR), "
+                "CAST(alias AS VARCHAR), profile_id FROM identity_links ORDER BY seq"
             )
+            utc = dt.UTC
             links = [
-                LinkRow(r[0], r[1], r[2], r[3], orjson.loads(r[4]), orjson.loads(r[5]) if r[5] else None, r[6])
+                LinkRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3].replace(tzinfo=utc),
+                    orjson.loads(r[4]),
+                    orjson.loads(r[5]) if r[5] else None,
+                    r[6],
+                )
                 for r in cur.fetchall()
             ]
             cur.execute(
