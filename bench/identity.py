@@ -7,16 +7,18 @@ workouts, aliases, shared devices, late events), loaded into the `events` table 
 
 - processing: `build_processing(store, workspace).conductor.drain()` over every event, against the baseline — the
   same conductor reading the same pages but committing only its checkpoint (a no-op stage), measured in the same run;
-- rebuild: `IdentityStage.load()` on a database holding the `identity_links` of 1,000,000 events (what processing
-  wrote), and the same graph rebuilt from the raw `events` table through `link_of`;
+- rebuild: `IdentityStage.load()` (what a server does at start) on a database holding the `identity_links` of
+  1,000,000 events (what processing wrote for them), on both backends; and on DuckDB the same graph rebuilt from the
+  landing `events` table itself (read every event, `link_of`, `rebuild_all`);
 - micro: `IdentityResolver.add` for links in event-time order (the common, in-order path), µs per link.
 
-    python bench/identity.py                  # 3 runs per backend of 40k events, rebuild of 1M events
+    python bench/identity.py                  # 3 runs per backend of 40k events, rebuild of 1M events (~5 min)
     python bench/identity.py --quick          # 1 run of 20k events, rebuild of 100k events
-    python bench/identity.py --backends duckdb --events 200000 --rebuild-events 1000000
+    python bench/identity.py --backends duckdb --events 200000 --rebuild-from-events duckdb,postgres
 
-Prints a table of medians and writes every figure to bench/results/identity.json. The first run builds the data
-under bench/data/ (cached for the next runs).
+Prints a table of medians and writes every figure to bench/results/identity.json, with the CPU seconds of this
+process beside the wall-clock ones (the machine is shared: CPU time shows what the load cost). The first run builds
+the data under bench/data/ (about 5 minutes for 1M events; cached for the next runs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -190,13 +193,28 @@ def _reset_processing(store: Store) -> None:
         cur.execute("DELETE FROM process_checkpoints")
 
 
-def _stored_counts(store: Store) -> dict[str, int]:
-    counts = {}
-    for table in ("identity_links", "identity_graph", "profiles", "profile_merges", "identity_refusals",
-                  "consent_changes"):  # fmt: skip
-        result = store.query(f"SELECT count(*) FROM {table}", max_rows=1)
-        counts[table] = int(result.rows[0][0])
-    return counts
+# What processing stored, reduced to counts and a digest of who is who: the same events must give the same rows
+# on every backend.
+_STORED = {
+    "identity_links": "SELECT seq, profile_id FROM identity_links ORDER BY seq",
+    "identity_graph": "SELECT identifier_type, identifier_value, profile_id FROM identity_graph ORDER BY 1, 2",
+    "profiles": "SELECT profile_id, CAST(last_seen AS VARCHAR) FROM profiles ORDER BY 1",
+    "profile_merges": "SELECT merged_profile_id, survivor_profile_id FROM profile_merges ORDER BY 1",
+    "identity_refusals": "SELECT count(*) FROM identity_refusals",
+    "consent_changes": "SELECT count(*) FROM consent_changes",
+}
+
+
+def _stored_counts(store: Store) -> dict[str, Any]:
+    stored: dict[str, Any] = {}
+    for table, sql in _STORED.items():
+        rows = store.query(sql, max_rows=10_000_000).rows
+        if sql.startswith("SELECT count"):
+            stored[table] = int(rows[0][0])
+        else:
+            digest = hashlib.sha256(json.dumps([list(r) for r in rows], default=str).encode()).hexdigest()
+            stored[table] = {"rows": len(rows), "digest": digest[:16]}
+    return stored
 
 
 # -- rebuild ----------------------------------------------------------------------------------------------------
@@ -234,7 +252,7 @@ def measure_rebuild_from_links(store: Store, policy: IdentityPolicy) -> dict[str
 def measure_rebuild_from_events(store: Store, policy: IdentityPolicy) -> dict[str, Any]:
     """The graph from the raw `events` table: read every event in log order, `link_of`, rebuild in key order."""
     gc.collect()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     found: list[Link] = []
     position = 0
     events = 0
@@ -247,11 +265,12 @@ def measure_rebuild_from_events(store: Store, policy: IdentityPolicy) -> dict[st
         position = page[-1].seq
     read_s = time.perf_counter() - started
     resolver = rebuild_all(found, policy)
-    total_s = time.perf_counter() - started
+    total_s, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "events": events,
         "links": len(found),
         "seconds": total_s,
+        "cpu_s": cpu,
         "links_per_s": len(found) / total_s,
         "read_and_extract_s": read_s,
         "profiles": len(resolver.graph),
@@ -316,7 +335,8 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{summary['links_per_s']:,.0f}",
                 f"{summary['profiles']:,}",
             )
-    console.print(rebuild)
+    if report["rebuild"]:
+        console.print(rebuild)
     micro = report["micro"]
     console.print(
         f"resolver.add, in event-time order: {micro['us_per_link']:.1f} µs/link over {micro['links']:,} links "
