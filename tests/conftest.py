@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -60,33 +61,35 @@ def _ensure_template() -> None:
     _template_ready = True
 
 
-@pytest.fixture
-def fresh_pg_url() -> Iterator[str]:
-    """A new PostgreSQL database cloned from the migrated template; dropped afterwards."""
+@contextmanager
+def throwaway_pg_database(prefix: str, *, migrated: bool) -> Iterator[str]:
+    """A new PostgreSQL database (a clone of the migrated template, or empty), dropped afterwards."""
     require_service("PostgreSQL", ("127.0.0.1", 5432))
-    _ensure_template()
-    name = f"orch_t_{uuid.uuid4().hex[:12]}"
+    if migrated:
+        _ensure_template()
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    template = f" TEMPLATE {TEMPLATE_DB}" if migrated else ""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        conn.execute(f"CREATE DATABASE {name}{template}")
     try:
         yield _pg_url(name)
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A new PostgreSQL database cloned from the migrated template; dropped afterwards."""
+    with throwaway_pg_database("orch_t", migrated=True) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database (no schema): for migration tests."""
-    require_service("PostgreSQL", ("127.0.0.1", 5432))
-    name = f"orch_e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_pg_database("orch_e", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

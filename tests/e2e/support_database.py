@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
-
-from tests.conftest import PG_ADMIN_URL, require_service
+from tests.conftest import throwaway_pg_database
 
 
 @contextmanager
@@ -17,13 +14,5 @@ def server_database(backend: str) -> Iterator[str | None]:
     if backend == "duckdb":
         yield None
         return
-    require_service("PostgreSQL", ("127.0.0.1", 5432))
-    name = f"orch_m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_pg_database("orch_m", migrated=False) as url:
+        yield url

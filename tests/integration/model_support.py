@@ -176,19 +176,7 @@ def use_fitness_project(env: ModelWorkspace) -> None:
 @contextmanager
 def module_pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for a module-scoped fixture (conftest's `fresh_pg_url` is per test)."""
-    import uuid
+    from tests.conftest import throwaway_pg_database
 
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL, TEMPLATE_DB, _ensure_template, _pg_url, require_service
-
-    require_service("PostgreSQL", ("127.0.0.1", 5432))
-    _ensure_template()
-    name = f"orch_m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    try:
-        yield _pg_url(name)
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_pg_database("orch_m", migrated=True) as url:
+        yield url

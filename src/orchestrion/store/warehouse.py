@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -96,7 +96,8 @@ class DuckDBWarehouse:
     name = "duckdb"
     dialect = "duckdb"
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, describe: Callable[[], dict[str, list[tuple[str, str]]]]) -> None:
+        self._describe = describe  # the store's describe_schema: one query for both
         self._connection = connection
         self._run_lock = threading.Lock()
 
@@ -110,14 +111,7 @@ class DuckDBWarehouse:
             raw.close()
 
     def relations(self) -> dict[str, list[tuple[str, str]]]:
-        result = self.fetch(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
-        )
-        out: dict[str, list[tuple[str, str]]] = {}
-        for table, column, kind in result.rows:
-            out.setdefault(str(table), []).append((str(column), str(kind)))
-        return out
+        return self._describe()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         with self._cursor() as raw:
@@ -163,7 +157,8 @@ class PostgresWarehouse:
     name = "postgres"
     dialect = "postgres"
 
-    def __init__(self, pool: Any, url: str) -> None:
+    def __init__(self, pool: Any, url: str, describe: Callable[[], dict[str, list[tuple[str, str]]]]) -> None:
+        self._describe = describe  # the store's describe_schema: one query for both
         self._pool = pool
         self._url = url
 
@@ -174,14 +169,7 @@ class PostgresWarehouse:
             yield raw
 
     def relations(self) -> dict[str, list[tuple[str, str]]]:
-        result = self.fetch(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
-        )
-        out: dict[str, list[tuple[str, str]]] = {}
-        for table, column, kind in result.rows:
-            out.setdefault(str(table), []).append((str(column), str(kind)))
-        return out
+        return self._describe()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         with self._cursor() as raw:
@@ -258,11 +246,11 @@ def warehouse_for(store: Store) -> Warehouse:
             from orchestrion.store.duckdb_backend import DuckDBStore
 
             assert isinstance(store, DuckDBStore)
-            warehouse = DuckDBWarehouse(store.raw_connection())
+            warehouse = DuckDBWarehouse(store.raw_connection(), store.describe_schema)
         else:
             from orchestrion.store.postgres_backend import PostgresStore
 
             assert isinstance(store, PostgresStore)
-            warehouse = PostgresWarehouse(store.raw_pool(), store.url)
+            warehouse = PostgresWarehouse(store.raw_pool(), store.url, store.describe_schema)
         _warehouses[store] = warehouse
         return warehouse
